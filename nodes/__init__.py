@@ -1,0 +1,19 @@
+"""The ComfyUI adapter: one node per file, registered through the V3 extension API."""
+from __future__ import annotations
+
+from comfy_api.latest import ComfyExtension, io
+
+from .tiny_text_encoder import NuminaTinyTextEncoderLoader
+
+NODES: list[type[io.ComfyNode]] = [
+    NuminaTinyTextEncoderLoader,
+]
+
+
+class NuminaExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return NODES
+
+
+async def comfy_entrypoint() -> NuminaExtension:
+    return NuminaExtension()
