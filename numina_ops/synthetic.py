@@ -28,6 +28,8 @@ from scipy import ndimage
 from .records import Capture, CountTarget, NounMaps, NuminaInputError, Targets, TokenGrid
 
 NOISE_LEVELS = ("clean", "moderate", "heavy")
+HALO = 0.15   # diffuse tail of an instance's attention (relative to its peak), reaching ~2 radii
+PART_LO, PART_HI = 0.4, 0.6  # spread of features inside one instance (parts attend differently)
 
 # Per noise level: multiplicative log-normal sigma, additive correlated noise (fraction of the
 # peak), mean number of off-object hot spots, self-feature noise sigma.
@@ -125,7 +127,6 @@ def make_scene(count: int, *, height: int = 30, width: int = 52, frames: int = 2
     n_parts = rng.integers(1, 3, size=count)
     part_offsets = [rng.uniform(-0.45, 0.45, size=(int(n), 2)) for n in n_parts]
     part_weights = [rng.uniform(0.6, 1.0, size=int(n)) for n in n_parts]
-    part_axis = rng.uniform(0, 2 * np.pi, size=count)       # direction of the feature part gradient
 
     # Motion: slow common drift plus a small wobble per instance.
     drift = rng.normal(0, 0.08, size=2)
@@ -139,20 +140,21 @@ def make_scene(count: int, *, height: int = 30, width: int = 52, frames: int = 2
     hot_amp = rng.uniform(0.08, 0.3, size=n_hot)
     hot_rad = rng.uniform(0.8, 1.5, size=n_hot)
 
-    peak_scale = rng.uniform(0.02, 0.1)                      # softmax share at the strongest peak
-    floor = 1.0 / 512.0
+    peak_scale = rng.uniform(0.03, 0.1)                      # softmax share at the strongest peak
+    floor = rng.uniform(0.0005, 0.0015)                      # a noun's share away from any object
     rows, cols = np.mgrid[0:height, 0:width].astype(np.float64)
 
-    # Feature colours: the noun's instances share one, the background another.
-    fg_colour = rng.uniform(0.2, 0.8, size=3)
-    bg_colour = rng.uniform(0.2, 0.8, size=3)
-    while np.linalg.norm(fg_colour - bg_colour) < 0.45:
-        bg_colour = rng.uniform(0.0, 1.0, size=3)
-    inst_colour = fg_colour + rng.normal(0, 0.05, size=(count, 3))
-    part_dir = rng.normal(0, 1, size=(3,))
-    part_dir /= np.linalg.norm(part_dir)
-    bg_field = np.stack([_smooth_noise(rng, (height, width), short / 5) for _ in range(3)], -1) * 0.12
-    coord_dir = rng.normal(0, 1, size=(2, 3)) * 0.25        # low-frequency coordinate component
+    # Features: centred self-attention puts background tokens (alike, attending broadly) close
+    # together, while an instance's tokens depart from them along a direction shared by the
+    # noun's instances and spread further by parts (head / body / edge attend differently).
+    bg_colour = rng.uniform(0.3, 0.7, size=3)
+    fg_offset = rng.normal(0, 1, size=3)
+    fg_offset *= rng.uniform(0.8, 1.1) / np.linalg.norm(fg_offset)
+    inst_colour = fg_offset + rng.normal(0, 0.06, size=(count, 3))
+    part_dirs = np.linalg.qr(rng.normal(0, 1, size=(3, 3)))[0] * rng.uniform(PART_LO, PART_HI, size=3)
+    part_axis = rng.uniform(0, 2 * np.pi, size=count)
+    bg_field = np.stack([_smooth_noise(rng, (height, width), short / 5) for _ in range(3)], -1) * 0.06
+    coord_dir = rng.normal(0, 1, size=(2, 3)) * 0.12        # low-frequency coordinate component
     static_cross_noise = _smooth_noise(rng, (height, width), 1.0)
     static_feat_noise = rng.standard_normal((height, width, 3))
 
@@ -169,7 +171,6 @@ def make_scene(count: int, *, height: int = 30, width: int = 52, frames: int = 2
         owner = np.zeros((height, width), dtype=np.int32)
         blob = np.zeros((height, width))
         features = np.broadcast_to(bg_colour, (height, width, 3)).copy() + bg_field
-        fg_weight = np.zeros((height, width))
         for i in range(count):
             dy = (rows - centres[i, 0]) / radii[i, 0]
             dx = (cols - centres[i, 1]) / radii[i, 1]
@@ -180,11 +181,12 @@ def make_scene(count: int, *, height: int = 30, width: int = 52, frames: int = 2
             for (oy, ox), w in zip(part_offsets[i], part_weights[i]):
                 d2 = (dy - oy) ** 2 + (dx - ox) ** 2
                 blob += strength[i] * w * np.exp(-d2 / (2 * 0.45 ** 2))
+                blob += HALO * strength[i] * w * np.exp(-d2 / (2 * 1.2 ** 2))
             soft = 1.0 / (1.0 + np.exp((dist - 1.0) * 6.0))  # blurry instance edge
             along = dy * np.sin(part_axis[i]) + dx * np.cos(part_axis[i])
-            colour = inst_colour[i] + np.multiply.outer(along * 0.22, part_dir)
-            features = features * (1 - soft[..., None]) + colour * soft[..., None]
-            fg_weight = np.maximum(fg_weight, soft)
+            across = -dy * np.cos(part_axis[i]) + dx * np.sin(part_axis[i])
+            parts = np.stack([along, across, dist ** 2 - 0.5], -1) @ part_dirs
+            features = features + (inst_colour[i] + parts) * soft[..., None]
         labels_out[f] = owner
         counts.append(int(len(np.unique(owner[owner > 0]))))
 

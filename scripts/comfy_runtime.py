@@ -90,14 +90,13 @@ def execute_graph(graph: dict[str, Any]) -> tuple[Any, _ServerStub]:
     """
     load_custom_nodes()
     import execution
-    from comfy_execution.caching import CacheType
 
     prompt_id = str(uuid.uuid4())
     valid = asyncio.run(execution.validate_prompt(prompt_id, graph, None))
     if not valid[0]:
         raise ValueError(f"graph does not validate: {valid[1]} {valid[3]}")
     server = _ServerStub()
-    executor = execution.PromptExecutor(server, cache_type=CacheType.CLASSIC, cache_args={"lru": 0, "ram": 0})
+    executor = execution.PromptExecutor(server, cache_type=execution.CacheType.CLASSIC, cache_args={"lru": 0, "ram": 0})
     executor.execute(graph, prompt_id, {}, valid[2])
     return executor, server
 
