@@ -154,7 +154,7 @@ ING_NOUNS = {"building", "ceiling", "painting", "wedding", "string", "spring", "
              "frosting", "topping", "bedding", "housing", "lighting", "carving", "serving",
              "gelding", "shilling", "rendering", "recording", "footing", "outing"}
 ED_NOUNS = {"shed", "sled", "bed", "red", "sped", "seabed", "hundred", "sacred", "kindred",
-            "flowerbed", "riverbed", "hotbed", "homestead", "bobsled", "watershed", "ped"}
+            "flowerbed", "riverbed", "hotbed", "homestead", "bobsled", "watershed", "bred", "fled", "wed"}
 
 ANIMATE = set("""person man woman boy girl child kid baby toddler infant teenager teen adult
 lady gentleman guy gal player worker chef cook doctor nurse teacher student soldier police
@@ -398,7 +398,7 @@ def _is_ing(word: str) -> bool:
 
 
 def _is_ed(word: str) -> bool:
-    return len(word) >= 5 and word.endswith("ed") and not word.endswith("eed") and word not in ED_NOUNS
+    return len(word) >= 4 and word.endswith("ed") and not word.endswith("eed") and word not in ED_NOUNS
 
 
 def _is_animate(word: str) -> bool:
@@ -425,6 +425,11 @@ def _noun_phrase(words: list[_Word], first: int, count: int) -> _Phrase:
         end += 1
     if end == first:
         return _Phrase(first, None, end)
+    while end > first and (_is_ing(words[end - 1].lower) or words[end - 1].lower in VERBS - ANIMATE
+                           and end - 1 > first):
+        end -= 1                # "a family of four having a picnic": a verb is not a noun
+    if end == first:
+        return _Phrase(first, None, end)
     indices = range(first, end)
     if count != 1:
         run = [k for k in indices if is_plural(words[k].lower)]
@@ -442,8 +447,10 @@ def _cuts_phrase(words: list[_Word], first: int, k: int, count: int) -> bool:
     nxt = words[k + 1] if k + 1 < len(words) else None
     next_ends = _ends_phrase(nxt)
     prev_animate = _is_animate(prev)
+    if len(word) > 4 and word.endswith("ing") and prev_animate:
+        return True             # "a man building a house": a participle after a person
     if _is_ing(word):
-        if prev in ADJECTIVES and not prev_animate:
+        if prev in ADJECTIVES:
             return False
         if count != 1 and nxt is not None and nxt.is_word and is_plural(nxt.lower) and not is_plural(prev):
             return False
@@ -564,6 +571,10 @@ class _Parser:
             return k + 1
         if low in VAGUE_WORDS and not _is_numeral(self.words[k + 1] if k + 1 < len(self.words) else w):
             return self._vague(k, k + 1 + self._match(k + 1, "of"))
+        if re.fullmatch(r"\d+-\d+", low):
+            phrase = _noun_phrase(self.words, k + 1, 2)
+            self._note(f'"{self._quote(k, phrase.end)}": a range, not an exact count; not counted')
+            return max(k + 1, phrase.end)
         if _is_numeral(w) and low not in BIG and low != "dozen":
             return self._numeral(k)
         if low in BIG:
