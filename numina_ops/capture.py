@@ -156,10 +156,13 @@ def subspace_components(
         return torch.bmm(y.transpose(1, 2), attn).transpose(1, 2) - col_mean * y.sum(dim=1, keepdim=True)
 
     right = first[..., :-1] - col_mean * omega.sum(dim=1, keepdim=True)
+    krylov = [right]
     for _ in range(power_iterations):
         left = torch.linalg.qr(centred(torch.linalg.qr(right).Q)).Q
         right = centred_t(left)
-    basis = torch.linalg.qr(right).Q                               # ~ top right singular vectors
+        krylov.append(right)
+    # block Krylov basis: keeping every iterate costs no extra pass and converges much faster
+    basis = torch.linalg.qr(torch.cat(krylov, dim=-1)).Q          # ~ top right singular subspace
     image = centred(basis)                                          # A_c Q  [h, n, k]
     gram = (image.transpose(1, 2) @ image).double()
     evals, evecs = torch.linalg.eigh(gram)                          # ascending
