@@ -67,7 +67,8 @@ class PieceText:
 
 def piece_text(pieces: Sequence[str]) -> PieceText:
     """Rebuild the compared text from the pieces; stops at the end token or padding."""
-    if isinstance(pieces, (str, bytes)) or not all(isinstance(p, str) for p in pieces):
+    if not isinstance(pieces, Sequence) or isinstance(pieces, (str, bytes)) \
+            or not all(isinstance(p, str) for p in pieces):
         raise NuminaInputError("token pieces must be a list of piece strings (one per context position),"
                                f" got {type(pieces).__name__}")
     chars: list[str] = []
