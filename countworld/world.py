@@ -12,8 +12,9 @@ process_out, then the preview matrix, upsampled 8x (`decode_rgb`).
 Geometry: latent 16 x 2 frames x 20 x 20 (EmptyHunyuanLatentVideo width=height=160, length=5);
 tokens are 10 x 10 per latent frame after the (1, 2, 2) patch.  Objects are anti-aliased circles,
 squares and triangles of about 3 latent pixels, moving slowly (0.3-1 latent px per latent frame).
-Objects never overlap: the solid cores (amplitude >= 0.5) of two objects are always at least one
-latent pixel apart, while their soft rims may meet ("touching" in the decoded picture).  Ground
+Objects never overlap: the solid cores (coverage >= 0.5) of two objects are always at least one
+latent pixel apart (8-connected), while their soft rims may meet ("touching" in the decoded picture;
+a pixel shows the object that covers it most).  Ground
 truth is the number of objects per noun per latent frame.
 """
 from __future__ import annotations
@@ -260,13 +261,16 @@ def render(targets_or_objects: Sequence[tuple[str, str]], rng: np.random.Generat
     latent = np.empty((LATENT_CHANNELS, frames, height, width), dtype=np.float32)
     instances = np.zeros((frames, height, width), dtype=np.int16)
     bg = CODEBOOK.background
+    codes = np.stack([CODEBOOK.codes[(obj.colour, obj.noun)] - bg for obj in objects]) if objects else None
     for t in range(frames):
         frame = np.broadcast_to(bg[:, None, None], (LATENT_CHANNELS, height, width)).astype(np.float64)
-        total = np.zeros((height, width))
-        for i, obj in enumerate(objects):
-            weight = np.minimum(amps[i][t], 1.0 - total)   # soft rims never add past full coverage
-            total += weight
-            frame += weight[None] * (CODEBOOK.codes[(obj.colour, obj.noun)] - bg)[:, None, None]
+        if objects:
+            # each pixel shows the object covering it most: rims of neighbours meet without summing,
+            # so a gap pixel between two cores stays below half coverage (background)
+            stack = np.stack([amps[i][t] for i in range(len(objects))])
+            winner = stack.argmax(0)
+            frame = frame + stack.max(0)[None] * codes[winner].transpose(2, 0, 1)
+        for i in range(len(objects)):
             instances[t][cores[i][t]] = i + 1
         latent[:, t] = frame
     return tuple(objects), latent, instances
