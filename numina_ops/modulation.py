@@ -1,0 +1,339 @@
+"""Modulation: NUMINA phase 2, guided regeneration by a bias on the cross-attention logits.
+
+In the paper's order:
+
+1. :func:`strength` -- how strong the bias is at a sampling step (the published 50-step schedule,
+   stretched to any step count);
+2. :func:`build_bias_plan` -- which pixels of which noun get which kind of bias, from a refined
+   :class:`~numina_ops.records.Layout` (compact: row indices and kinds, no dense mask);
+3. :func:`guided_cross_attention` -- cross-attention of the cond rows with the bias added to the
+   pre-softmax logits (``Q K^T / sqrt(d)``), in one of three exactly equal forms (``FORMS``).
+
+The bias is shared by all heads, lives only in the columns of the noun's tokens and only on the
+rows (video tokens) the refined layout edited:
+
+* removed pixels: ``-10 * delta``
+* added pixels in a frame with no existing instance: ``+0.8 * delta``
+* added pixels in a frame with an existing instance: the head-averaged logit is set to
+  ``delta * m_ref``, ``m_ref`` being the mean scaled logit over heads, over the pixels of the
+  frame's smallest existing instance (ties: the lowest label) and over the noun's tokens; so
+  ``bias = delta * m_ref - head_mean(logit)``, computed from q and k at call time.
+
+If two nouns share a token column, their biases on a shared row add up.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from .records import FIRST_ADDED, REMOVED, Layout, NuminaInputError, TokenGrid
+
+PUBLISHED_STEPS = 50
+REMOVED_BIAS = -10.0
+EMPTY_FRAME_BIAS = 0.8
+DEFAULT_MEMORY_BUDGET = 256 * 2**20
+
+FORMS = ("dense", "sparse", "fast")
+# Set from benchmarks/bench_guided_attention.py (2 cores, torch 2.13 CPU, fp32, L = 32,760,
+# 12 heads, one noun with ~10% of the pixels biased), 2026-05-?? -- see the figures below.
+DEFAULT_FORM = "sparse"
+
+
+# ----------------------------------------------------------------------------- 1. strength
+
+def published_delta(t: float) -> float:
+    """The published strength at (possibly fractional) step ``t`` of a 50-step schedule."""
+    return 0.25 * (4.0 - 3.0 * math.tanh(t - 25.0))
+
+
+def strength(step_index: int, total_steps: int) -> float:
+    """Bias strength at 0-based ``step_index`` of ``total_steps``; 0.0 when modulation is off.
+
+    Step ``i`` of ``N`` is mapped to ``t = i * 50 / N`` (same fraction of the schedule done), so
+    20-, 30- and 50-step runs follow the published curve.  Active while ``delta(t) > 0.25`` in
+    float64, which at 50 steps is exactly the published steps 0..44.
+    """
+    if total_steps < 1:
+        raise NuminaInputError(f"total_steps must be >= 1, got {total_steps}")
+    if not 0 <= step_index < total_steps:
+        raise NuminaInputError(f"step_index {step_index} outside 0..{total_steps - 1}")
+    delta = published_delta(step_index * PUBLISHED_STEPS / total_steps)
+    return delta if delta > 0.25 else 0.0
+
+
+# ----------------------------------------------------------------------------- 2. the plan
+
+@dataclass(frozen=True)
+class MatchedGroup:
+    """Added pixels of one frame whose logit is set from the frame's reference instance."""
+
+    rows: torch.Tensor             # [n] long, global token rows of the added pixels
+    reference_rows: torch.Tensor   # [m] long, rows of the smallest existing instance
+
+
+@dataclass(frozen=True)
+class NounBias:
+    """Where one noun's bias goes: its token columns and its biased rows by kind."""
+
+    noun: str
+    columns: torch.Tensor          # [T] long, the noun's token positions in the context
+    removed_rows: torch.Tensor     # [n] long: bias REMOVED_BIAS * delta
+    boosted_rows: torch.Tensor     # [n] long: bias EMPTY_FRAME_BIAS * delta
+    matched: tuple[MatchedGroup, ...] = ()
+
+    @property
+    def rows(self) -> torch.Tensor:
+        return torch.cat([self.removed_rows, self.boosted_rows, *[g.rows for g in self.matched]])
+
+
+@dataclass(frozen=True)
+class BiasPlan:
+    """All nouns' biases on one token grid; empty when the layout needs no guidance."""
+
+    grid: TokenGrid
+    nouns: tuple[NounBias, ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        return all(n.rows.numel() == 0 for n in self.nouns)
+
+    @property
+    def rows(self) -> torch.Tensor:
+        """Sorted unique rows that carry some bias."""
+        if not self.nouns:
+            return torch.zeros(0, dtype=torch.long)
+        return torch.unique(torch.cat([n.rows for n in self.nouns]))
+
+    @property
+    def columns(self) -> torch.Tensor:
+        """Sorted unique context columns that carry some bias."""
+        if not self.nouns:
+            return torch.zeros(0, dtype=torch.long)
+        return torch.unique(torch.cat([n.columns for n in self.nouns]))
+
+
+def _long(values: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat(values).long() if values else torch.zeros(0, dtype=torch.long)
+
+
+def build_bias_plan(layout: Layout) -> BiasPlan:
+    """Refined layout -> compact bias plan (row indices and kinds per noun)."""
+    grid = layout.grid
+    if not layout.needs_guidance:
+        return BiasPlan(grid=grid)
+    per_frame = grid.tokens_per_frame
+    nouns = []
+    for noun in layout.nouns:
+        labels = noun.labels
+        if tuple(labels.shape) != (grid.frames, grid.height, grid.width):
+            raise NuminaInputError(
+                f"labels of {noun.noun!r} are {tuple(labels.shape)}, the layout grid is"
+                f" {grid.frames}x{grid.height}x{grid.width}")
+        labels = labels.reshape(grid.frames, per_frame).long()
+        edited = (labels == REMOVED) | (labels >= FIRST_ADDED)
+        if bool(edited.any()) and not noun.token_positions:
+            raise NuminaInputError(f"noun {noun.noun!r} was edited but has no token positions")
+        removed, boosted, matched = [], [], []
+        for f in range(grid.frames):
+            frame = labels[f]
+            offset = f * per_frame
+            removed.append(torch.nonzero(frame == REMOVED).flatten() + offset)
+            added = torch.nonzero(frame >= FIRST_ADDED).flatten()
+            if added.numel() == 0:
+                continue
+            existing = frame[(frame >= 1) & (frame < FIRST_ADDED)]
+            if existing.numel() == 0:
+                boosted.append(added + offset)
+                continue
+            ids, sizes = torch.unique(existing, return_counts=True)   # ids ascending
+            reference = int(ids[int(torch.argmin(sizes))])             # first minimum: lowest label
+            matched.append(MatchedGroup(rows=added + offset,
+                                        reference_rows=torch.nonzero(frame == reference).flatten() + offset))
+        nouns.append(NounBias(noun=noun.noun, columns=torch.tensor(noun.token_positions, dtype=torch.long),
+                              removed_rows=_long(removed), boosted_rows=_long(boosted),
+                              matched=tuple(matched)))
+    return BiasPlan(grid=grid, nouns=tuple(nouns))
+
+
+# ----------------------------------------------------------------------------- 3. attention
+
+@dataclass(frozen=True)
+class RowBias:
+    """The bias at call time, only where it lives: ``values[b, i, j]`` at (rows[i], columns[j])."""
+
+    rows: torch.Tensor      # [R] long, sorted unique
+    columns: torch.Tensor   # [T] long, sorted unique
+    values: torch.Tensor    # [B, R, T] float32
+
+
+def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """[B, N, heads*d] -> [B, heads, N, d]."""
+    b, n, c = x.shape
+    return x.reshape(b, n, heads, c // heads).transpose(1, 2)
+
+
+def _merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """[B, heads, N, d] -> [B, N, heads*d]."""
+    b, h, n, d = x.shape
+    return x.transpose(1, 2).reshape(b, n, h * d)
+
+
+def plain_cross_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
+    """Unbiased attention, the path rows without bias must match bit for bit."""
+    out = F.scaled_dot_product_attention(_split_heads(q, heads), _split_heads(k, heads), _split_heads(v, heads))
+    return _merge_heads(out)
+
+
+def _check_call(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, plan: BiasPlan) -> None:
+    if q.dim() != 3 or k.dim() != 3 or v.dim() != 3:
+        raise NuminaInputError(f"q, k, v must be [B, N, heads*d], got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    if not (q.shape[0] == k.shape[0] == v.shape[0]) or k.shape[:2] != v.shape[:2] or q.shape[2] != k.shape[2]:
+        raise NuminaInputError(f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)} do not fit together")
+    if heads < 1 or q.shape[2] % heads or v.shape[2] % heads:
+        raise NuminaInputError(f"heads={heads} does not divide the channels {q.shape[2]} / {v.shape[2]}")
+    plan.grid.check_tokens(q.shape[1])
+    cols = plan.columns
+    if cols.numel() and int(cols.max()) >= k.shape[1]:
+        raise NuminaInputError(
+            f"noun token position {int(cols.max())} outside the context of length {k.shape[1]}")
+
+
+def row_bias(q: torch.Tensor, k: torch.Tensor, heads: int, plan: BiasPlan, delta: float) -> RowBias:
+    """Evaluate the plan at strength ``delta`` for these q, k (the matched kind needs them)."""
+    rows, columns = plan.rows, plan.columns
+    values = torch.zeros(q.shape[0], rows.numel(), columns.numel(), dtype=torch.float32)
+    scale = (q.shape[2] // heads) ** -0.5
+    for noun in plan.nouns:
+        r_idx = lambda r: torch.searchsorted(rows, r)          # noqa: E731 - position in `rows`
+        c_idx = torch.searchsorted(columns, noun.columns)
+        for kind_rows, value in ((noun.removed_rows, REMOVED_BIAS * delta),
+                                 (noun.boosted_rows, EMPTY_FRAME_BIAS * delta)):
+            if kind_rows.numel():
+                values[:, r_idx(kind_rows)[:, None], c_idx[None, :]] += value
+        if not noun.matched:
+            continue
+        keys = _split_heads(k[:, noun.columns].float(), heads)                # [B, h, T, d]
+        for group in noun.matched:
+            def head_mean_logits(r: torch.Tensor) -> torch.Tensor:            # [B, n, T]
+                return (_split_heads(q[:, r].float(), heads) @ keys.transpose(-1, -2)).mean(dim=1) * scale
+            m_ref = head_mean_logits(group.reference_rows).mean(dim=(1, 2))   # [B]
+            bias = delta * m_ref[:, None, None] - head_mean_logits(group.rows)
+            values[:, r_idx(group.rows)[:, None], c_idx[None, :]] += bias
+    return RowBias(rows=rows, columns=columns, values=values)
+
+
+def _dense(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, bias: RowBias) -> torch.Tensor:
+    """The published form: a dense [B, 1, L, ctx] float mask passed to SDPA."""
+    mask = torch.zeros(q.shape[0], 1, q.shape[1], k.shape[1], dtype=q.dtype)
+    mask[:, 0, bias.rows[:, None], bias.columns[None, :]] = bias.values.to(q.dtype)
+    out = F.scaled_dot_product_attention(_split_heads(q, heads), _split_heads(k, heads),
+                                         _split_heads(v, heads), attn_mask=mask)
+    return _merge_heads(out)
+
+
+def _rows_per_chunk(batch: int, heads: int, context: int, memory_budget: int) -> int:
+    return int(max(1, memory_budget // (3 * 4 * batch * heads * context)))
+
+
+def _exact_rows(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, bias: RowBias,
+                select: torch.Tensor, out: torch.Tensor, memory_budget: int) -> None:
+    """Recompute rows ``bias.rows[select]`` exactly with their bias, in float32, into ``out``."""
+    keys = _split_heads(k.float(), heads)
+    values = _split_heads(v.float(), heads)
+    scale = keys.shape[-1] ** -0.5
+    chunk = _rows_per_chunk(q.shape[0], heads, k.shape[1], memory_budget)
+    for s0 in range(0, select.numel(), chunk):
+        sel = select[s0:s0 + chunk]
+        rows = bias.rows[sel]
+        logits = (_split_heads(q[:, rows].float(), heads) @ keys.transpose(-1, -2)) * scale   # [B, h, r, ctx]
+        logits[..., bias.columns] += bias.values[:, None, sel]
+        out[:, rows] = _merge_heads(torch.softmax(logits, dim=-1) @ values).to(out.dtype)
+
+
+def _sparse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, bias: RowBias,
+            memory_budget: int) -> torch.Tensor:
+    """Plain SDPA for every row, then only the biased rows recomputed exactly."""
+    out = plain_cross_attention(q, k, v, heads)
+    _exact_rows(q, k, v, heads, bias, torch.arange(bias.rows.numel()), out, memory_budget)
+    return out
+
+
+def _plain_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Plain output and, when the CPU flash kernel exposes it, the row log-sum-exp [B, h, L]."""
+    qh, kh, vh = _split_heads(q, heads), _split_heads(k, heads), _split_heads(v, heads)
+    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    if op is not None and q.device.type == "cpu" and q.dtype == torch.float32:
+        try:
+            out, lse = op(qh, kh, vh)
+            return _merge_heads(out), lse
+        except RuntimeError:
+            pass
+    return _merge_heads(F.scaled_dot_product_attention(qh, kh, vh)), None
+
+
+def _fast(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, bias: RowBias,
+          memory_budget: int) -> torch.Tensor:
+    """Exact decomposition for rows whose bias is >= 0 everywhere:
+    ``O' = (O + sum_j p_j (e^b_j - 1) v_j) / (1 + sum_j p_j (e^b_j - 1))`` from the unbiased output
+    and the noun columns' probabilities.  Rows with a negative bias go the exact path (there the
+    denominator cancels when the noun holds most of the attention)."""
+    out, lse = _plain_with_lse(q, k, v, heads)
+    positive = (bias.values >= 0).all(dim=2).all(dim=0)
+    _exact_rows(q, k, v, heads, bias, torch.nonzero(~positive).flatten(), out, memory_budget)
+    select = torch.nonzero(positive).flatten()
+    if select.numel() == 0:
+        return out
+    keys = _split_heads(k[:, bias.columns].float(), heads)        # [B, h, T, d]
+    vals = _split_heads(v[:, bias.columns].float(), heads)
+    scale = keys.shape[-1] ** -0.5
+    full_keys = _split_heads(k.float(), heads)
+    chunk = _rows_per_chunk(q.shape[0], heads, k.shape[1], memory_budget)
+    for s0 in range(0, select.numel(), chunk):
+        sel = select[s0:s0 + chunk]
+        rows = bias.rows[sel]
+        qr = _split_heads(q[:, rows].float(), heads)                # [B, h, r, d]
+        if lse is None:
+            row_lse = torch.logsumexp((qr @ full_keys.transpose(-1, -2)) * scale, dim=-1)
+        else:
+            row_lse = lse[:, :, rows].float()
+        probs = torch.exp((qr @ keys.transpose(-1, -2)) * scale - row_lse[..., None])   # [B, h, r, T]
+        weight = probs * torch.expm1(bias.values[:, None, sel])
+        plain = _split_heads(out[:, rows].float(), heads)
+        fixed = (plain + weight @ vals) / (1.0 + weight.sum(dim=-1, keepdim=True))
+        out[:, rows] = _merge_heads(fixed).to(out.dtype)
+    return out
+
+
+def guided_cross_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    heads: int,
+    plan: BiasPlan,
+    delta: float,
+    form: str = DEFAULT_FORM,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+) -> torch.Tensor:
+    """Cross-attention of the cond rows with the plan's bias at strength ``delta``.
+
+    ``q`` [B, L, heads*d], ``k``, ``v`` [B, ctx, heads*d] -> [B, L, heads*d].  An empty plan or
+    ``delta == 0`` returns :func:`plain_cross_attention` (bit-identical).  ``form``: "dense" (the
+    published dense-mask SDPA), "sparse" (plain SDPA, then the biased rows recomputed exactly) or
+    "fast" (exact decomposition for non-negative rows, exact recompute for the others); all three
+    agree to float32 rounding.  NaN / inf in the inputs propagate as in plain attention.
+    """
+    if form not in FORMS:
+        raise NuminaInputError(f"unknown form {form!r}; choose one of {FORMS}")
+    _check_call(q, k, v, heads, plan)
+    if plan.is_empty or delta == 0.0:
+        return plain_cross_attention(q, k, v, heads)
+    bias = row_bias(q, k, heads, plan, delta)
+    if form == "dense":
+        return _dense(q, k, v, heads, bias)
+    if form == "sparse":
+        return _sparse(q, k, v, heads, bias, memory_budget)
+    return _fast(q, k, v, heads, bias, memory_budget)
