@@ -51,7 +51,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence, Union
+from typing import Mapping, Optional, Union
 
 from .records import CountTarget, NuminaInputError, Targets
 
@@ -613,7 +613,27 @@ class _Parser:
             return value, after + 2, True
         return value, after, False
 
+    def _digit_run_end(self, k: int) -> int:
+        """End of "1,000" or "3.5" written without spaces (digits joined by "," or ".")."""
+        end = k + 1
+        while end + 1 < len(self.words) and self.words[end].text in ",." and self.words[end + 1].lower.isdigit() \
+                and self.words[end].start == self.words[end - 1].end \
+                and self.words[end + 1].start == self.words[end].end:
+            end += 2
+        return end
+
     def _numeral(self, k: int) -> int:
+        if self.words[k].lower.isdigit() and self._digit_run_end(k) > k + 1:
+            end = self._digit_run_end(k)
+            written = self.prompt[self.words[k].start:self.words[end - 1].end]
+            phrase = _noun_phrase(self.words, end, 2)
+            quote = self._quote(k, phrase.head + 1 if phrase.head is not None else end)
+            if "." in written:
+                self._note(f'"{quote}": {written} is not a whole number, not counted')
+            else:
+                self._note(f'"{quote}": {written} is more than {MAX_COUNT}, the most instances a layout'
+                           " can hold; not counted")
+            return max(end, phrase.end)
         value, after, is_range = self._number(k)
         if is_range:
             phrase = _noun_phrase(self.words, after, 2)

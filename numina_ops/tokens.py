@@ -22,8 +22,9 @@ Method (`span_token_positions`), robust to sub-word splits, weights, punctuation
    and accepted only when it covers at least half of the noun's characters in one contiguous run
    of pieces.
 2. Fallback when the alignment cannot place the noun (e.g. the pieces come from a slightly
-   different text): the published code's search, runs of pieces that spell the noun, first
-   those starting with "▁", then bare ones; the k-th run is taken for the noun's k-th occurrence.
+   different text): the published code's search (`search_token_positions`), runs of pieces that
+   spell the noun, first those starting with "▁", then bare ones; the k-th run is taken for the
+   noun's k-th occurrence as a word of the prompt.
 3. Otherwise NuminaInputError naming the noun and the pieces seen.
 Positions are never in the end token or the padding, and must be below `context_length` (512,
 the text length Wan reads).

@@ -61,6 +61,9 @@ BENCHMARK_PROMPTS = [
     ("Twelve eggs in a carton", {"eggs": 12}),
     ("A man and a woman walking a dog", {"man": 1, "woman": 1, "dog": 1}),
     ("Two sports cars racing on a track", {"cars": 2}),
+    ("In 2024, three dogs played in the snow", {"dogs": 3}),
+    ("two dogs, 3 cats.", {"dogs": 2, "cats": 3}),
+    ("\U0001f436 two dogs on the grass \U0001f436", {"dogs": 2}),
     ("Three dogs eat fish", {"dogs": 3}),
 ]
 
@@ -111,6 +114,9 @@ def test_numeral_forms(prompt: str, noun: str, count: int, numeral: str) -> None
     ("120 balloons", "120 is more than 99"),
     ("a hundred birds", "100 is more than 99"),
     ("two minutes of rain", '"two minutes": a unit of measure'),
+    ("3.5 apples", "3.5 is not a whole number"),
+    ("1,000 birds on a wire", "1,000 is more than 99"),
+    ("!!!", "no countable noun"),
 ])
 def test_what_is_not_a_count_is_said_not_guessed(prompt: str, expected_note: str) -> None:
     targets = parse_targets(prompt)
