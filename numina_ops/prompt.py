@@ -420,14 +420,13 @@ def _noun_phrase(words: list[_Word], first: int, count: int) -> _Phrase:
     """The noun phrase starting at `first` and its head noun (rule 4 of the module docstring)."""
     end = first
     while end < len(words) and end - first < 8 and not _ends_phrase(words[end]):
-        if end > first and _cuts_phrase(words, first, end, count):
+        if end > first and _cuts_phrase(words, end, count):
             break
         end += 1
     if end == first:
         return _Phrase(first, None, end)
-    while end > first and (_is_ing(words[end - 1].lower) or words[end - 1].lower in VERBS - ANIMATE
-                           and end - 1 > first):
-        end -= 1                # "a family of four having a picnic": a verb is not a noun
+    while end > first and _is_ing(words[end - 1].lower):
+        end -= 1                # "a family of four having a picnic": a participle is not a noun
     if end == first:
         return _Phrase(first, None, end)
     indices = range(first, end)
@@ -441,7 +440,7 @@ def _noun_phrase(words: list[_Word], first: int, count: int) -> _Phrase:
     return _Phrase(first, end - 1, end)
 
 
-def _cuts_phrase(words: list[_Word], first: int, k: int, count: int) -> bool:
+def _cuts_phrase(words: list[_Word], k: int, count: int) -> bool:
     """Whether word k (not the first of the phrase) is a verb or adverb that ends the phrase."""
     word, prev = words[k].lower, words[k - 1].lower
     nxt = words[k + 1] if k + 1 < len(words) else None
@@ -457,7 +456,7 @@ def _cuts_phrase(words: list[_Word], first: int, k: int, count: int) -> bool:
         return True
     if _is_ed(word):
         return next_ends or prev_animate
-    if word in VERBS and (prev_animate or next_ends):
+    if word in VERBS and prev_animate:
         return True
     if count == 1 and is_plural(word) and next_ends:
         return True

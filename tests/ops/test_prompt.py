@@ -65,6 +65,7 @@ BENCHMARK_PROMPTS = [
     ("two dogs, 3 cats.", {"dogs": 2, "cats": 3}),
     ("\U0001f436 two dogs on the grass \U0001f436", {"dogs": 2}),
     ("Three dogs eat fish", {"dogs": 3}),
+    ("A surfer riding a big wave", {"surfer": 1, "wave": 1}),
 ]
 
 
