@@ -26,12 +26,13 @@ Rules (the README quotes them):
    head noun is the last word of the first run of plural words ("two sports cars" -> cars,
    "three brightly-coloured hot air balloons" -> balloons, "three dogs eat fish" -> dogs); for a
    count of one it is the last word of the phrase ("a hot air balloon" -> balloon).
-5. "a"/"an" count one thing, except the setting: a phrase after a preposition (on, in, at,
+5. "a"/"an" count one thing, except the scene: a phrase after a preposition (on, in, at,
    under, near, beside, across, through, along, over, above, below, behind, inside, into, onto,
-   against, by, around, of, with, to, ...) counts only when its noun is a person or an animal
-   ("a man with a dog" -> man 1, dog 1; "a cat on a sofa" -> cat 1), and scenery, time or shot
+   against, by, around, of, with, to, ...) or after a verb ("climbing a tree", "chases a ball")
+   counts only when its noun is a person or an animal ("a man with a dog" -> man 1, dog 1;
+   "a man walking a dog" -> man 1, dog 1; "a cat on a sofa" -> cat 1), and scenery, time or shot
    words never count ("a beach", "a sunny day", "a photo of ...").  A phrase joined by "and"/"or"
-   to a setting phrase is setting too ("on a table and a chair").  Explicit numerals ("three",
+   to a skipped phrase is skipped too ("on a table and a chair").  Explicit numerals ("three",
    "3", "one") always count, wherever they are ("two cats on three chairs").  Every skipped
    "a"/"an" phrase gets a note so it can be counted with the override.
 6. The same noun twice.  A noun is counted once: a numeral beats "a"/"an", otherwise the first
@@ -690,13 +691,15 @@ class _Parser:
         head = self.words[phrase.head]
         quote = self._quote(k, phrase.head + 1)
         before = self._lower(k - 1)
-        after_preposition = before in PREPOSITIONS or (before in ("and", "or") and chained)
+        after_verb = _is_ing(before) or _is_ed(before) or before in VERBS
+        after_preposition = before in PREPOSITIONS or after_verb or (before in ("and", "or") and chained)
         if head.lower in COLLECTIVES:
             self._note(f'"{quote}": a group, not counted')
         elif head.lower in SCENERY:
             self._note(f'"{quote}": the setting, not counted')
         elif after_preposition and not _is_animate(head.lower):
-            self._note(f'"{quote}" (after "{self.words[k - 1].text}"): taken as the setting, not counted')
+            self._note(f'"{quote}" (after "{self.words[k - 1].text}"): not a person or animal, taken as'
+                       ' part of the scene; not counted')
             self.setting_chain = True
         else:
             self._add(phrase, 1, self.words[k].text, False, k)

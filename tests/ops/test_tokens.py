@@ -163,7 +163,7 @@ def test_segment_encoding_gives_exactly_the_pieces_spelling_the_bound_occurrence
 
 
 def test_noun_token_positions_maps_every_target(sp: sentencepiece.SentencePieceProcessor) -> None:
-    prompt = "two dogs chase a ball while other dogs watch"
+    prompt = "two dogs and a ball while other dogs watch"
     targets = parse_targets(prompt)
     pieces, _ = comfy_pieces(sp, prompt, word_by_word=False)
     positions = noun_token_positions(targets, pieces)
