@@ -1,0 +1,218 @@
+"""Phase 2 modulation: the strength schedule, the bias plan, and the equality of the attention forms."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from numina_ops import modulation as M
+from numina_ops.records import (CountTarget, Layout, NounLayout, NuminaInputError, Targets,
+                                TokenGrid)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: many threads on a shared 2-core machine only spin (20x slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# ----------------------------------------------------------------------------- strength
+
+def test_fifty_steps_reproduce_the_published_active_steps() -> None:
+    active = [i for i in range(50) if M.strength(i, 50) > 0]
+    assert active == list(range(45))
+    for i in active:
+        assert M.strength(i, 50) == pytest.approx(0.25 * (4 - 3 * math.tanh(i - 25)), abs=0)
+
+
+def test_published_curve_landmarks() -> None:
+    assert M.strength(0, 50) == pytest.approx(1.75, abs=1e-9)
+    assert M.strength(25, 50) == pytest.approx(1.0, abs=1e-12)
+    assert M.strength(49, 50) == 0.0
+
+
+@pytest.mark.parametrize("steps", [20, 30, 50, 7])
+def test_other_step_counts_follow_the_fraction_of_the_schedule(steps: int) -> None:
+    values = [M.strength(i, steps) for i in range(steps)]
+    active = [v for v in values if v > 0]
+    assert values[: len(active)] == active, "active steps form a prefix"
+    assert all(a >= b for a, b in zip(active, active[1:])), "strength never grows"
+    last = len(active) - 1
+    assert 44 - 50 / steps < last * 50 / steps <= 45, "ends where the published schedule ends"
+
+
+@pytest.mark.parametrize("step, total", [(-1, 50), (50, 50), (0, 0)])
+def test_bad_steps_are_refused(step: int, total: int) -> None:
+    with pytest.raises(NuminaInputError):
+        M.strength(step, total)
+
+
+# ----------------------------------------------------------------------------- plan
+
+GRID = TokenGrid(frames=4, height=6, width=8)
+
+
+def _layout(labels_by_noun: dict[str, torch.Tensor], positions: dict[str, tuple[int, ...]]) -> Layout:
+    items = tuple(CountTarget(noun=n, count=1, span=(0, 1)) for n in labels_by_noun)
+    nouns = tuple(NounLayout(noun=n, target=1, token_positions=positions[n], labels=lab.to(torch.int32),
+                             counts=(1,) * GRID.frames) for n, lab in labels_by_noun.items())
+    return Layout(grid=GRID, targets=Targets(prompt="p", items=items), nouns=nouns, refined=True)
+
+
+def _edited_labels() -> torch.Tensor:
+    """frame 0: two instances + an added copy; frame 1: only an added one; frame 2: a removed one."""
+    lab = torch.zeros(GRID.frames, GRID.height, GRID.width, dtype=torch.int32)
+    lab[0, 0:2, 0:2] = 1            # 4 pixels
+    lab[0, 3:6, 0:3] = 2            # 9 pixels
+    lab[0, 0:2, 5:7] = 100          # added next to the smaller instance 1
+    lab[1, 2:4, 2:4] = 100
+    lab[2, 1:3, 1:3] = -1
+    lab[2, 4:6, 4:6] = 1
+    lab[3, 0:3, 0:3] = 1            # untouched frame
+    return lab
+
+
+def _row(f: int, r: int, c: int) -> int:
+    return f * GRID.tokens_per_frame + r * GRID.width + c
+
+
+def test_plan_kinds_rows_and_reference_instance() -> None:
+    plan = M.build_bias_plan(_layout({"cats": _edited_labels()}, {"cats": (3, 4)}))
+    (cats,) = plan.nouns
+    assert cats.columns.tolist() == [3, 4]
+    assert sorted(cats.removed_rows.tolist()) == sorted(_row(2, r, c) for r in (1, 2) for c in (1, 2))
+    assert sorted(cats.boosted_rows.tolist()) == sorted(_row(1, r, c) for r in (2, 3) for c in (2, 3))
+    (group,) = cats.matched
+    assert sorted(group.rows.tolist()) == sorted(_row(0, r, c) for r in (0, 1) for c in (5, 6))
+    assert sorted(group.reference_rows.tolist()) == sorted(_row(0, r, c) for r in (0, 1) for c in (0, 1))
+    assert plan.rows.numel() == 12
+
+
+def test_untouched_layout_gives_an_empty_plan() -> None:
+    lab = torch.zeros(GRID.frames, GRID.height, GRID.width, dtype=torch.int32)
+    lab[:, 1:3, 1:3] = 1
+    plan = M.build_bias_plan(_layout({"cats": lab}, {"cats": (3,)}))
+    assert plan.is_empty and plan.rows.numel() == 0
+
+
+# ----------------------------------------------------------------------------- forms agree
+
+def _qkv(batch: int, heads: int, head_dim: int, context: int, seed: int) -> tuple[torch.Tensor, ...]:
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(batch, GRID.tokens, heads * head_dim, generator=gen)
+    k = torch.randn(batch, context, heads * head_dim, generator=gen)
+    v = torch.randn(batch, context, heads * head_dim, generator=gen)
+    return q, k, v
+
+
+def _dense_reference(q, k, v, heads, plan, delta) -> torch.Tensor:
+    """Independent reference: build the published dense mask by hand from the definitions."""
+    b, length, c = q.shape
+    d = c // heads
+    qh = q.reshape(b, length, heads, d).transpose(1, 2)
+    kh = k.reshape(b, -1, heads, d).transpose(1, 2)
+    vh = v.reshape(b, -1, heads, d).transpose(1, 2)
+    logits = qh @ kh.transpose(-1, -2) / math.sqrt(d)
+    head_mean = logits.mean(dim=1)                               # [B, L, ctx]
+    mask = torch.zeros(b, length, k.shape[1])
+    for noun in plan.nouns:
+        cols = noun.columns
+        for r in noun.removed_rows.tolist():
+            mask[:, r, cols] += -10 * delta
+        for r in noun.boosted_rows.tolist():
+            mask[:, r, cols] += 0.8 * delta
+        for g in noun.matched:
+            m_ref = head_mean[:, g.reference_rows][:, :, cols].mean(dim=(1, 2))
+            for r in g.rows.tolist():
+                mask[:, r, cols] += delta * m_ref[:, None] - head_mean[:, r, cols]
+    probs = torch.softmax(logits + mask[:, None], dim=-1)
+    return (probs @ vh).transpose(1, 2).reshape(b, length, -1)
+
+
+CASES = [  # batch, heads, head_dim, context, delta
+    (1, 2, 8, 16, 1.75),
+    (1, 3, 16, 32, 1.0),
+    (2, 4, 8, 24, 0.4),
+]
+
+
+@pytest.mark.parametrize("batch, heads, head_dim, context, delta", CASES)
+@pytest.mark.parametrize("form", M.FORMS)
+def test_every_form_equals_the_dense_definition(batch, heads, head_dim, context, delta, form) -> None:
+    other = torch.zeros(GRID.frames, GRID.height, GRID.width, dtype=torch.int32)
+    other[0, 3:5, 3:5] = -1
+    other[1, 0:2, 5:8] = 101
+    other[1, 4:6, 6:8] = 1
+    plan = M.build_bias_plan(_layout({"cats": _edited_labels(), "dogs": other},
+                                     {"cats": (3, 4), "dogs": (7, 8, 9)}))
+
+    q, k, v = _qkv(batch, heads, head_dim, context, seed=heads * 100 + context)
+    expected = _dense_reference(q, k, v, heads, plan, delta)
+    got = M.guided_cross_attention(q, k, v, heads, plan, delta, form=form, memory_budget=4096)
+    assert (got - expected).abs().max() < 1e-5
+    plain = M.plain_cross_attention(q, k, v, heads)
+    assert (got - plain).abs().max() > 1e-3, "the bias must change something"
+
+
+@pytest.mark.parametrize("form", M.FORMS)
+def test_noun_holding_almost_all_attention_is_exact(form) -> None:
+    """A removed pixel whose attention sits 0.999 on the noun: the fast form must not cancel."""
+    heads, head_dim, context = 2, 8, 16
+    lab = torch.zeros(GRID.frames, GRID.height, GRID.width, dtype=torch.int32)
+    lab[0, 1:3, 1:3] = -1
+    lab[1, 1:3, 1:3] = 100           # an added pixel too (positive path)
+    plan = M.build_bias_plan(_layout({"cats": lab}, {"cats": (5,)}))
+    q, k, v = _qkv(1, heads, head_dim, context, seed=7)
+    k[0, 5] = 0.0
+    q[0, plan.rows] = 0.0
+    k[0, 5, 0::head_dim] = 1.0                 # noun key: e_0 in every head
+    q[0, plan.rows, 0::head_dim] = math.sqrt(head_dim) * math.log(0.999 / 0.001 * (context - 1))
+    k[0, torch.arange(context) != 5] = 0.0     # other keys: logit 0
+    qh = q.reshape(1, -1, heads, head_dim).transpose(1, 2)
+    kh = k.reshape(1, -1, heads, head_dim).transpose(1, 2)
+    share = torch.softmax(qh @ kh.transpose(-1, -2) / math.sqrt(head_dim), -1)[0, :, plan.rows, 5]
+    assert torch.allclose(share, torch.full_like(share, 0.999), atol=1e-4)
+    expected = _dense_reference(q, k, v, heads, plan, 1.75)
+    got = M.guided_cross_attention(q, k, v, heads, plan, 1.75, form=form)
+    assert (got - expected).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("form", M.FORMS)
+def test_unbiased_rows_and_empty_plans_are_bit_identical_to_plain(form) -> None:
+    plan = M.build_bias_plan(_layout({"cats": _edited_labels()}, {"cats": (3, 4)}))
+    q, k, v = _qkv(1, 2, 8, 16, seed=3)
+    plain = M.plain_cross_attention(q, k, v, 2)
+    out = M.guided_cross_attention(q, k, v, 2, plan, 1.2, form=form)
+    untouched = torch.ones(GRID.tokens, dtype=torch.bool)
+    untouched[plan.rows] = False
+    if form != "dense":                        # the dense mask goes through another kernel path
+        assert torch.equal(out[:, untouched], plain[:, untouched])
+    empty = M.build_bias_plan(_layout({"cats": torch.zeros(GRID.frames, GRID.height, GRID.width)}, {"cats": (3,)}))
+    assert torch.equal(M.guided_cross_attention(q, k, v, 2, empty, 1.2, form=form), plain)
+    assert torch.equal(M.guided_cross_attention(q, k, v, 2, plan, 0.0, form=form), plain)
+
+
+def test_plan_stays_compact() -> None:
+    plan = M.build_bias_plan(_layout({"cats": _edited_labels()}, {"cats": (3, 4)}))
+    sizes = [t.numel() for n in plan.nouns for t in (n.columns, n.removed_rows, n.boosted_rows)]
+    assert sum(sizes) < GRID.tokens
+
+
+def test_bad_calls_are_refused() -> None:
+    plan = M.build_bias_plan(_layout({"cats": _edited_labels()}, {"cats": (3, 40)}))
+    q, k, v = _qkv(1, 2, 8, 16, seed=0)
+    with pytest.raises(NuminaInputError, match="outside the context"):
+        M.guided_cross_attention(q, k, v, 2, plan, 1.0)
+    good = M.build_bias_plan(_layout({"cats": _edited_labels()}, {"cats": (3,)}))
+    with pytest.raises(NuminaInputError, match="does not match the grid"):
+        M.guided_cross_attention(q[:, :-1], k, v, 2, good, 1.0)
+    with pytest.raises(NuminaInputError, match="heads"):
+        M.guided_cross_attention(q, k, v, 3, good, 1.0)
+    with pytest.raises(NuminaInputError, match="unknown form"):
+        M.guided_cross_attention(q, k, v, 2, good, 1.0, form="flash")
+    with pytest.raises(NuminaInputError, match="no token positions"):
+        M.build_bias_plan(_layout({"cats": _edited_labels()}, {"cats": ()}))
