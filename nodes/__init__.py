@@ -3,9 +3,17 @@ from __future__ import annotations
 
 from comfy_api.latest import ComfyExtension, io
 
+from .attention_capture import NuminaAttentionCapture
+from .cross_attn_guide import NuminaCrossAttnGuide
+from .layout_infer import NuminaLayoutInfer
+from .layout_refine import NuminaLayoutRefine
 from .tiny_text_encoder import NuminaTinyTextEncoderLoader
 
 NODES: list[type[io.ComfyNode]] = [
+    NuminaAttentionCapture,
+    NuminaLayoutInfer,
+    NuminaLayoutRefine,
+    NuminaCrossAttnGuide,
     NuminaTinyTextEncoderLoader,
 ]
 

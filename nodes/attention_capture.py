@@ -1,0 +1,145 @@
+"""NuminaAttentionCapture: phase 1 of NUMINA, the short reference pass that reads attention."""
+from __future__ import annotations
+
+import comfy.sample
+import comfy.samplers
+import comfy.utils
+import latent_preview
+from comfy_api.latest import io
+
+from ..numina_ops.prompt import parse_targets
+from ..numina_ops.records import Capture, NuminaInputError, Targets
+from ..numina_ops.tokens import noun_token_positions
+from ..numina_ops import capture as capture_ops
+from . import attention_patch
+from .records_io import CAPTURE
+
+# The published defaults: maps taken at step 20 of 50, in block 15 of Wan2.1-1.3B's 30.
+PUBLISHED_STEP, PUBLISHED_STEPS = 20, 50
+PUBLISHED_BLOCK, PUBLISHED_BLOCKS = 15, 30
+
+
+def default_reference_step(steps: int) -> int:
+    return min(steps - 1, max(0, round(steps * PUBLISHED_STEP / PUBLISHED_STEPS)))
+
+
+def default_block(blocks: int) -> int:
+    return min(blocks - 1, max(0, round(blocks * PUBLISHED_BLOCK / PUBLISHED_BLOCKS)))
+
+
+def token_pieces(clip, prompt: str) -> list[str]:
+    """The sentencepiece piece at every context position, as the Wan text encoder sees it."""
+    tokens = clip.tokenize(prompt)
+    if len(tokens) != 1:
+        raise NuminaInputError(f"NUMINA needs a Wan (umT5) text encoder; this CLIP has {sorted(tokens)}")
+    key, batches = next(iter(tokens.items()))
+    inner = getattr(clip.tokenizer, getattr(clip.tokenizer, "clip", key), None)
+    processor = getattr(getattr(inner, "tokenizer", None), "tokenizer", None)
+    if processor is None or not hasattr(processor, "id_to_piece"):
+        raise NuminaInputError("NUMINA needs a Wan (umT5 sentencepiece) text encoder: load umt5_xxl with CLIPLoader type 'wan'")
+    return [processor.id_to_piece(int(t[0])) if not hasattr(t[0], "shape") else "<embed>" for t in batches[0]]
+
+
+def full_schedule(model, scheduler: str, steps: int):
+    """The whole sigma schedule of the final run, so the guide knows the step even when a
+    KSamplerAdvanced samples only part of it (Wan2.2 A14B's two experts)."""
+    return comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, steps).cpu()
+
+
+class NuminaAttentionCapture(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="NuminaAttentionCapture",
+            display_name="NUMINA Attention Capture",
+            category="NUMINA",
+            description="Runs the short reference pass (same seed as your final run) and reads, at one step and one "
+                        "block, where each counted noun's instances are: self-attention for instance shapes, "
+                        "cross-attention for the noun.",
+            inputs=[
+                io.Model.Input("model", tooltip="A Wan2.1 / Wan2.2 model (the plain one; nothing is changed in it)."),
+                io.Clip.Input("clip", tooltip="The Wan text encoder (umT5): its tokenizer locates the nouns."),
+                io.Conditioning.Input("positive", tooltip="The positive conditioning made from the same prompt text."),
+                io.Conditioning.Input("negative", tooltip="The negative conditioning of your run."),
+                io.Latent.Input("latent", tooltip="The empty video latent of your final run (same size)."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                             tooltip="Use the same seed as the final sampler: the reference pass must see the same noise."),
+                io.Int.Input("steps", default=30, min=2, max=10000, tooltip="Steps of your final run."),
+                io.Float.Input("cfg", default=5.0, min=0.0, max=100.0, step=0.1, round=0.01, tooltip="CFG of your final run."),
+                io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, default="euler",
+                               tooltip="Sampler of your final run."),
+                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="simple",
+                               tooltip="Scheduler of your final run."),
+                io.String.Input("prompt", multiline=True, default="",
+                                tooltip="The positive prompt text (the same text as the positive conditioning). "
+                                        "Counts are read from it: 'three red apples' asks for 3 apples."),
+                io.String.Input("count_override", default="",
+                                tooltip="Optional 'noun: count' pairs that win over the prompt, e.g. 'apples: 3, dogs: 2'."),
+                io.Int.Input("reference_step", default=-1, min=-1, max=9999,
+                             tooltip="0-based step whose attention is read; -1 = the published step 20 of 50 scaled to your steps."),
+                io.Int.Input("block", default=-1, min=-1, max=99,
+                             tooltip="0-based transformer block read; -1 = the published block 15 of 30 scaled to the model's depth."),
+            ],
+            outputs=[
+                CAPTURE.Output(display_name="capture"),
+                io.Latent.Output(display_name="reference_latent",
+                                 tooltip="The latent after the reference step: finish it with KSamplerAdvanced "
+                                         "(add_noise disable, start_at_step = reference step + 1) when no count needs fixing."),
+                io.String.Output(display_name="report"),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model, clip, positive, negative, latent, seed, steps, cfg, sampler_name, scheduler,
+                prompt, count_override, reference_step, block) -> io.NodeOutput:
+        info = attention_patch.wan_info(model)
+        latent_image = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
+        grid = info.grid_for(latent_image)
+        step = default_reference_step(steps) if reference_step < 0 else reference_step
+        if step >= steps:
+            raise NuminaInputError(f"reference_step {step} must be below steps ({steps}); use -1 for the default "
+                                   f"({default_reference_step(steps)}) or a smaller step")
+        block_index = default_block(info.blocks) if block < 0 else block
+        if block_index >= info.blocks:
+            raise NuminaInputError(f"block {block_index} does not exist: this model has {info.blocks} blocks (0..{info.blocks - 1})")
+        targets = parse_targets(prompt, count_override.strip() or None)
+        if not targets.items:
+            capture = _empty_capture(grid, targets, step, steps, block_index, info)
+            note = "; ".join(targets.notes) or "no countable noun in the prompt"
+            return io.NodeOutput(capture, latent, f"NUMINA: nothing to count ({note}); guidance will be a no-op.")
+        positions = noun_token_positions(targets, token_pieces(clip, prompt))
+
+        session = attention_patch.CaptureSession(info, grid, block_index, step, positions)
+        patched = attention_patch.install(model, session)
+        noise = comfy.sample.prepare_noise(latent_image, seed, latent.get("batch_index"))
+        samples = comfy.sample.sample(
+            patched, noise, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
+            denoise=1.0, last_step=step + 1, force_full_denoise=False, noise_mask=latent.get("noise_mask"),
+            callback=latent_preview.prepare_callback(patched, steps), disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
+            seed=seed)
+        if not session.complete:
+            raise NuminaInputError(
+                f"the reference pass never reached block {block_index} at step {step} with a cond row; "
+                "is the model a Wan text-to-video model and the sampler a standard one?")
+        capture = capture_ops.assemble_capture(
+            session.reading, session.cross_maps, targets, positions, step_index=step, total_steps=steps,
+            block_index=block_index, total_blocks=info.blocks, model_family=info.family,
+            meta={"seed": seed, "sampler": sampler_name, "scheduler": scheduler, "cfg": cfg,
+                  "fired": list(session.fired), "sigmas": full_schedule(patched, scheduler, steps)})
+        reference = dict(latent)
+        reference["samples"] = samples
+        wanted = ", ".join(f"{t.count} x {t.noun}" for t in targets.items)
+        report = f"NUMINA capture: {wanted}; read block {block_index}/{info.blocks} at step {step}/{steps} " \
+                 f"on a {grid.frames}x{grid.height}x{grid.width} token grid"
+        if targets.notes:
+            report += "\nnotes: " + "; ".join(targets.notes)
+        return io.NodeOutput(capture, reference, report)
+
+
+def _empty_capture(grid, targets: Targets, step: int, steps: int, block: int, info) -> Capture:
+    import torch
+    return Capture(grid=grid, targets=targets, nouns=(),
+                   self_features=torch.zeros(grid.frames, grid.tokens_per_frame, 3),
+                   chosen_heads=torch.zeros(grid.frames, dtype=torch.long),
+                   head_scores=torch.zeros(grid.frames, info.heads), step_index=step, total_steps=steps,
+                   block_index=block, total_blocks=info.blocks, model_family=info.family)

@@ -1,0 +1,56 @@
+"""NuminaCrossAttnGuide: phase 2, a MODEL whose cross-attention is nudged toward the layout."""
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from ..numina_ops import modulation
+from ..numina_ops.records import Layout, NuminaInputError
+from . import attention_patch
+from .records_io import LAYOUT
+
+FORMS = ["auto", "sparse", "dense", "fast"]
+
+
+class NuminaCrossAttnGuide(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="NuminaCrossAttnGuide",
+            display_name="NUMINA Cross-Attention Guide",
+            category="NUMINA",
+            description="Returns a patched MODEL for an ordinary KSampler / KSamplerAdvanced / SamplerCustom run with "
+                        "the SAME seed, size and steps as the capture: it biases the counted nouns' cross-attention "
+                        "toward the refined layout. The input MODEL is not changed.",
+            inputs=[
+                io.Model.Input("model", tooltip="The same Wan model the capture ran on."),
+                LAYOUT.Input("layout", tooltip="From NuminaLayoutRefine."),
+                io.Combo.Input("bias_form", options=FORMS, default="auto",
+                               tooltip="auto: the fastest exact form measured (see README); dense: the published "
+                                       "dense-mask form; sparse / fast: exact forms that touch only biased rows."),
+            ],
+            outputs=[io.Model.Output(), io.String.Output(display_name="report")],
+        )
+
+    @classmethod
+    def execute(cls, model, layout, bias_form) -> io.NodeOutput:
+        info = attention_patch.wan_info(model)
+        if not isinstance(layout, Layout):
+            raise NuminaInputError("connect the 'layout' output of NuminaLayoutRefine to this input")
+        if layout.model_family != info.family:
+            raise NuminaInputError(f"this layout was read from a {layout.model_family} model but the MODEL is "
+                                   f"{info.family}; capture again with this model")
+        if not layout.nouns:
+            return io.NodeOutput(model, "NUMINA guide: no countable noun, no change needed: the result equals the plain run.")
+        if not layout.refined:
+            raise NuminaInputError("this layout is not refined yet: put NuminaLayoutRefine between "
+                                   "NuminaLayoutInfer and NuminaCrossAttnGuide")
+        if not layout.needs_guidance:
+            return io.NodeOutput(model, "NUMINA guide: every frame already shows the target count, no change needed: "
+                                        "the result equals the plain run (or finish the capture's reference_latent "
+                                        "with KSamplerAdvanced to skip the second pass).")
+        form = modulation.DEFAULT_FORM if bias_form == "auto" else bias_form
+        session = attention_patch.GuideSession(info, layout, form)
+        edited = ", ".join(n.noun for n in layout.nouns)
+        return io.NodeOutput(attention_patch.install(model, session),
+                             f"NUMINA guide: biasing {edited} with the {form} form on "
+                             f"{layout.grid.frames}x{layout.grid.height}x{layout.grid.width} tokens.")

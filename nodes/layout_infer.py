@@ -1,0 +1,55 @@
+"""NuminaLayoutInfer: instances and counts per noun and latent frame, from a capture."""
+from __future__ import annotations
+
+import dataclasses
+
+from comfy_api.latest import io
+
+from ..numina_ops.layout import infer_layout
+from ..numina_ops.records import Capture, Layout, NuminaInputError
+from .preview import counts_text, render_layout
+from .records_io import CAPTURE, LAYOUT
+
+MODES = ["default", "faithful"]
+
+
+def layout_from_capture(capture: Capture, mode: str) -> Layout:
+    if not isinstance(capture, Capture):
+        raise NuminaInputError("connect the 'capture' output of NuminaAttentionCapture to this input")
+    if not capture.nouns:
+        return Layout(grid=capture.grid, targets=capture.targets, nouns=(), step_index=capture.step_index,
+                      total_steps=capture.total_steps, model_family=capture.model_family)
+    layout = infer_layout(capture, mode=mode)
+    maps = {n.noun: n.cross_attention for n in capture.nouns}
+    return dataclasses.replace(layout, model_family=capture.model_family, total_steps=capture.total_steps,
+                               step_index=capture.step_index,
+                               meta={**layout.meta, "cross_attention": maps, "mode": mode,
+                                     "sigmas": capture.meta.get("sigmas")})
+
+
+class NuminaLayoutInfer(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="NuminaLayoutInfer",
+            display_name="NUMINA Layout Infer",
+            category="NUMINA",
+            description="Finds each counted noun's instances in every latent frame and counts them.",
+            inputs=[
+                CAPTURE.Input("capture", tooltip="From NuminaAttentionCapture."),
+                io.Combo.Input("mode", options=MODES, default="default",
+                               tooltip="default: this pack's readout (exact on far more scenes); faithful: the "
+                                       "published mean-shift readout, for comparison."),
+            ],
+            outputs=[
+                LAYOUT.Output(display_name="layout"),
+                io.Image.Output(display_name="preview",
+                                tooltip="Per latent frame: instances in colour over the noun's cross-attention."),
+                io.String.Output(display_name="counts"),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, capture, mode) -> io.NodeOutput:
+        layout = layout_from_capture(capture, mode)
+        return io.NodeOutput(layout, render_layout(layout, layout.meta.get("cross_attention")), counts_text(layout))

@@ -1,0 +1,43 @@
+"""NuminaLayoutRefine: edit the layout to the target counts (remove the smallest, add copies)."""
+from __future__ import annotations
+
+import dataclasses
+
+from comfy_api.latest import io
+
+from ..numina_ops.records import Layout, NuminaInputError
+from ..numina_ops.refine import refine_layout
+from .preview import counts_text, render_layout
+from .records_io import LAYOUT
+
+
+def refined(layout: Layout) -> Layout:
+    if not isinstance(layout, Layout):
+        raise NuminaInputError("connect the 'layout' output of NuminaLayoutInfer to this input")
+    if not layout.nouns:
+        return dataclasses.replace(layout, refined=True)
+    result = refine_layout(layout)
+    return dataclasses.replace(result, meta={**layout.meta, **result.meta})
+
+
+class NuminaLayoutRefine(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="NuminaLayoutRefine",
+            display_name="NUMINA Layout Refine",
+            category="NUMINA",
+            description="Removes the smallest extra instances and adds missing ones (never overlapping another "
+                        "instance) so every frame shows the target count.",
+            inputs=[LAYOUT.Input("layout", tooltip="From NuminaLayoutInfer.")],
+            outputs=[
+                LAYOUT.Output(display_name="layout"),
+                io.Image.Output(display_name="preview", tooltip="Removed instances in red, added ones in green."),
+                io.String.Output(display_name="counts"),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, layout) -> io.NodeOutput:
+        result = refined(layout)
+        return io.NodeOutput(result, render_layout(result, result.meta.get("cross_attention")), counts_text(result))
