@@ -177,3 +177,270 @@ def _segment_faithful(features: torch.Tensor, cross: np.ndarray) -> np.ndarray:
     ids = np.zeros(n, dtype=np.int32)
     ids[is_instance] = np.arange(1, int(is_instance.sum()) + 1, dtype=np.int32)
     return ids[clusters]
+
+
+# ----------------------------------------------------------------------------------------------
+# Default readout
+# ----------------------------------------------------------------------------------------------
+# Where the noun's objects are comes from both maps: self-attention features tell objects from
+# background (tokens of an object attend alike and differently from the background) and where
+# one object meets another; cross-attention tells which objects are this noun's.  Touching
+# instances are split by watershed on a landscape that peaks inside each object; regions are
+# merged back only where no dip separates them, and per noun the count most frames agree on is
+# used to merge leftover fragments in the frames that read more.
+
+DEFAULT_CROSS_SIGMA = 0.5      # spatial smoothing of the cross map (tokens)
+DEFAULT_FEATURE_SIGMA = 0.7    # smoothing of the feature objectness (tokens)
+OBJECTNESS_Z = 4.0             # objectness threshold, in units of background feature noise
+NOUN_MIN_CONTRAST = 0.12       # a feature object belongs to the noun if its cross contrast reaches this
+MIN_AREA = 4                   # smaller regions are dropped (tokens)
+MERGE_RATIO = 0.97             # merge two regions when their saddle >= this x the lower peak
+PRIOR_BAND = (0.6, 1.0)        # merge ratios the temporal prior may use to reach the noun's count
+
+
+def _smooth_cross(cross: np.ndarray, temporal: bool) -> np.ndarray:
+    """[F, H, W] -> smoothed; a [1/4, 1/2, 1/4] filter over frames when `temporal`."""
+    x = cross.astype(np.float64)
+    if temporal and x.shape[0] > 1:
+        pad = np.concatenate([x[:1], x, x[-1:]], 0)
+        x = 0.25 * pad[:-2] + 0.5 * pad[1:-1] + 0.25 * pad[2:]
+    return np.stack([ndimage.gaussian_filter(f, DEFAULT_CROSS_SIGMA, mode="nearest") for f in x])
+
+
+def _contrast(smoothed: np.ndarray) -> np.ndarray:
+    """Cross map relative to its background level: 0 at the median, 1 at the frame maximum."""
+    base, top = float(np.median(smoothed)), float(smoothed.max())
+    if not top - base > 0:
+        return np.zeros_like(smoothed)
+    return (smoothed - base) / (top - base)
+
+
+def _objectness(features: np.ndarray, height: int, width: int) -> np.ndarray:
+    """How far each token's features are from the background, in background-noise units.
+
+    The background is fitted as a plane over (row, col) per component (the low-frequency,
+    coordinate-correlated part of the features), refitted on its own inliers three times.
+    """
+    x = features.reshape(height * width, 3).astype(np.float64)
+    rows, cols = np.mgrid[0:height, 0:width]
+    design = np.stack([np.ones(height * width), rows.ravel() / height, cols.ravel() / width], 1)
+    inlier = np.ones(height * width, dtype=bool)
+    dist = np.zeros(height * width)
+    centre, scale = 0.0, 1.0
+    for _ in range(3):
+        if inlier.sum() < 4:
+            break
+        coef = np.linalg.lstsq(design[inlier], x[inlier], rcond=None)[0]
+        dist = np.linalg.norm(x - design @ coef, axis=1)
+        centre = float(np.median(dist[inlier]))
+        scale = 1.4826 * float(np.median(np.abs(dist[inlier] - centre))) + 1e-9
+        inlier = dist < centre + 3 * scale
+    return ((dist - centre) / scale).reshape(height, width)
+
+
+def _pair_saddles(regions: np.ndarray, landscape: np.ndarray) -> dict[tuple[int, int], float]:
+    """For each pair of 4-adjacent regions, the highest pass between them."""
+    keys, values = [], []
+    for a, b, va, vb in ((regions[:, :-1], regions[:, 1:], landscape[:, :-1], landscape[:, 1:]),
+                         (regions[:-1], regions[1:], landscape[:-1], landscape[1:])):
+        edge = (a != b) & (a > 0) & (b > 0)
+        keys.append(np.stack([np.minimum(a[edge], b[edge]), np.maximum(a[edge], b[edge])], 1))
+        values.append(np.minimum(va[edge], vb[edge]))
+    pairs, vals = np.concatenate(keys), np.concatenate(values)
+    if len(pairs) == 0:
+        return {}
+    uniq, inverse = np.unique(pairs, axis=0, return_inverse=True)
+    best = np.full(len(uniq), -np.inf)
+    np.maximum.at(best, inverse.ravel(), vals)
+    return {(int(p), int(q)): float(v) for (p, q), v in zip(uniq, best)}
+
+
+def _merge_sequence(peaks: dict[int, float], saddles: dict[tuple[int, int], float]) -> list[tuple[float, int, int]]:
+    """Greedy merges, least separated pair first: [(saddle / lower peak, kept, absorbed)]."""
+    peaks, saddles, sequence = dict(peaks), dict(saddles), []
+    while saddles:
+        (a, b), s = max(saddles.items(), key=lambda kv: kv[1] / max(min(peaks[kv[0][0]], peaks[kv[0][1]]), 1e-12))
+        sequence.append((s / max(min(peaks[a], peaks[b]), 1e-12), a, b))
+        peaks[a] = max(peaks[a], peaks.pop(b))
+        merged: dict[tuple[int, int], float] = {}
+        for (x, y), v in saddles.items():
+            x, y = (a if x == b else x), (a if y == b else y)
+            if x != y:
+                key = (min(x, y), max(x, y))
+                merged[key] = max(merged.get(key, -np.inf), v)
+        saddles = merged
+    return sequence
+
+
+def _labels_at(regions: np.ndarray, sequence: list[tuple[float, int, int]], ratio: float) -> np.ndarray:
+    """Apply the merges at or above `ratio`; relabel 1..n, dropping regions under MIN_AREA."""
+    parent = np.arange(int(regions.max()) + 1)
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = int(parent[i])
+        return i
+
+    for r, a, b in sequence:
+        if r >= ratio:
+            parent[root(b)] = root(a)
+    roots = np.array([root(i) for i in range(len(parent))])
+    merged = roots[regions]
+    merged[regions == 0] = 0
+    area = np.bincount(merged.ravel(), minlength=len(parent))
+    keep = (area >= MIN_AREA)
+    keep[0] = False
+    ids = np.zeros(len(parent), dtype=np.int32)
+    kept = np.flatnonzero(keep)[:MAX_DETECTED]
+    ids[kept] = np.arange(1, len(kept) + 1, dtype=np.int32)
+    return ids[merged]
+
+
+def _oversegment(contrast: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, list[tuple[float, int, int]]]:
+    """Regions of the noun's objects (one per landscape peak) and their merge sequence."""
+    from skimage.feature import peak_local_max
+    from skimage.segmentation import watershed
+
+    height, width = contrast.shape
+    objectness = _objectness(features, height, width)
+    objects = ndimage.binary_fill_holes(ndimage.binary_opening(objectness > OBJECTNESS_Z))
+    parts, n = ndimage.label(objects)
+    if n == 0:
+        return np.zeros((height, width), dtype=np.int64), []
+    part_peak = ndimage.maximum(contrast, parts, index=np.arange(1, n + 1))
+    is_noun = np.concatenate([[False], np.asarray(part_peak) >= NOUN_MIN_CONTRAST])
+    mask = is_noun[parts]
+    if not mask.any():
+        return np.zeros((height, width), dtype=np.int64), []
+    smooth_obj = ndimage.gaussian_filter(np.clip(objectness, 0, None), DEFAULT_FEATURE_SIGMA)
+    depth = ndimage.distance_transform_edt(mask)
+    landscape = (smooth_obj / max(np.percentile(smooth_obj[mask], 95), 1e-9)
+                 + contrast / max(float(contrast[mask].max()), 1e-9)
+                 + depth / max(np.percentile(depth[mask], 95), 1e-9)) * mask
+    peaks = peak_local_max(landscape, min_distance=1, labels=ndimage.label(mask)[0], exclude_border=False)
+    markers = np.zeros((height, width), dtype=np.int64)
+    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+    regions = watershed(-landscape, markers, mask=mask)
+    n = int(regions.max())
+    if n == 0:
+        return regions, []
+    peak_value = ndimage.maximum(landscape, regions, index=np.arange(1, n + 1))
+    sequence = _merge_sequence({i + 1: float(v) for i, v in enumerate(peak_value)},
+                               _pair_saddles(regions, landscape))
+    return regions, sequence
+
+
+def _segment_default_video(features: np.ndarray, cross: np.ndarray, temporal: bool = True) -> np.ndarray:
+    """[F, HW, 3], [F, H, W] -> labels [F, H, W] with the per-noun temporal prior."""
+    frames, height, width = cross.shape
+    smoothed = _smooth_cross(cross, temporal)
+    per_frame = [_oversegment(_contrast(smoothed[f]), features[f]) for f in range(frames)]
+    labels = [_labels_at(r, s, MERGE_RATIO) for r, s in per_frame]
+    if temporal and frames > 1:
+        prior = int(round(float(np.median([int(l.max()) for l in labels]))))
+        for f, (regions, sequence) in enumerate(per_frame):
+            if int(labels[f].max()) <= prior:
+                continue        # the prior only merges fragments; it never invents a split
+            ratios = sorted({r for r, _, _ in sequence if PRIOR_BAND[0] <= r <= PRIOR_BAND[1]},
+                            key=lambda r: abs(r - MERGE_RATIO))
+            for ratio in ratios:
+                candidate = _labels_at(regions, sequence, ratio)
+                if int(candidate.max()) == prior:
+                    labels[f] = candidate
+                    break
+    return np.stack(labels).astype(np.int32) if labels else np.zeros((0, height, width), np.int32)
+
+
+# ----------------------------------------------------------------------------------------------
+# Public interface
+# ----------------------------------------------------------------------------------------------
+
+def _clean_map(values: np.ndarray, what: str, notes: list[str]) -> np.ndarray:
+    bad = ~np.isfinite(values)
+    if bad.any():
+        notes.append(f"{what}: {int(bad.sum())} NaN/inf value(s) treated as 0")
+        values = np.where(bad, 0.0, values)
+    return values
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise NuminaInputError(f"layout mode must be one of {MODES}, got {mode!r}")
+
+
+def segment_frame(features: torch.Tensor, cross: torch.Tensor, mode: str = "default") -> torch.Tensor:
+    """One frame: features [H*W, 3], cross-attention [H, W] -> instance labels [H, W] int32.
+
+    0 is background, 1..n the instances found.  NaN / inf values are read as 0.  Without
+    neighbouring frames the default readout has no temporal prior.
+    """
+    _check_mode(mode)
+    if cross.dim() != 2:
+        raise NuminaInputError(f"cross-attention of one frame must be [H, W], got shape {tuple(cross.shape)}")
+    height, width = cross.shape
+    if features.dim() != 2 or features.shape[1] != 3 or features.shape[0] != height * width:
+        raise NuminaInputError(
+            f"self-attention features must be [H*W, 3] = [{height * width}, 3] for a {height}x{width}"
+            f" cross map, got {tuple(features.shape)}; the maps come from different grids")
+    notes: list[str] = []
+    c = _clean_map(cross.detach().float().cpu().numpy(), "cross-attention", notes)
+    x = _clean_map(features.detach().float().cpu().numpy(), "self-attention features", notes)
+    if mode == "faithful":
+        return torch.from_numpy(_segment_faithful(torch.from_numpy(x), c))
+    return torch.from_numpy(_segment_default_video(x[None], c[None], temporal=False)[0])
+
+
+def _check_capture(capture: Capture) -> None:
+    grid = capture.grid
+    f, hw = grid.frames, grid.tokens_per_frame
+    if tuple(capture.self_features.shape) != (f, hw, 3):
+        raise NuminaInputError(
+            f"capture self_features has shape {tuple(capture.self_features.shape)}, expected"
+            f" [{f}, {hw}, 3] for the grid {f}x{grid.height}x{grid.width}; the capture is inconsistent")
+    for noun in capture.nouns:
+        if tuple(noun.cross_attention.shape) != (f, grid.height, grid.width):
+            raise NuminaInputError(
+                f"cross-attention of {noun.noun!r} has shape {tuple(noun.cross_attention.shape)}, expected"
+                f" [{f}, {grid.height}, {grid.width}] (the capture's grid)")
+
+
+def infer_layout(capture: Capture, mode: str = "default", targets: Targets | None = None,
+                 temporal: bool = True) -> Layout:
+    """Instance labels and counts for every counted noun of the capture, per latent frame.
+
+    `targets` (default: the capture's) give each noun's requested count; a noun of the capture
+    that the targets do not name keeps target -1 ("not counted") and a note.  `temporal` lets
+    the default readout use neighbouring frames (smoothing and the per-noun count prior).
+    """
+    _check_mode(mode)
+    _check_capture(capture)
+    targets = capture.targets if targets is None else targets
+    wanted = targets.as_dict()
+    features_all = capture.self_features.detach().float().cpu().numpy()
+    layouts = []
+    for noun in capture.nouns:
+        notes: list[str] = []
+        features = _clean_map(features_all, "self-attention features", notes)
+        cross = _clean_map(noun.cross_attention.detach().float().cpu().numpy(), f"cross-attention of {noun.noun!r}", notes)
+        if mode == "faithful":
+            labels = np.stack([_segment_faithful(torch.from_numpy(features[f]), cross[f])
+                               for f in range(cross.shape[0])]).astype(np.int32)
+        else:
+            labels = _segment_default_video(features, cross, temporal=temporal)
+        if noun.noun not in wanted:
+            notes.append(f"{noun.noun!r} has no count in the targets: laid out but not counted (target -1)")
+        layouts.append(NounLayout(
+            noun=noun.noun,
+            target=int(wanted.get(noun.noun, -1)),
+            token_positions=tuple(noun.token_positions),
+            labels=torch.from_numpy(labels.astype(np.int32)),
+            counts=tuple(int(len(np.unique(l[l > 0]))) for l in labels),
+            notes=tuple(notes),
+        ))
+    missing = [n for n in wanted if all(m.noun != n for m in capture.nouns)]
+    meta = {"mode": mode}
+    if missing:
+        meta["missing_nouns"] = tuple(missing)
+    return Layout(grid=capture.grid, targets=targets, nouns=tuple(layouts), refined=False,
+                  step_index=capture.step_index, total_steps=capture.total_steps,
+                  model_family=capture.model_family, meta=meta)
