@@ -241,17 +241,17 @@ def _rows_per_chunk(batch: int, heads: int, context: int, memory_budget: int) ->
 
 def _exact_rows(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, bias: RowBias,
                 select: torch.Tensor, out: torch.Tensor, memory_budget: int) -> None:
-    """Recompute rows ``bias.rows[select]`` exactly with their bias, in float32, into ``out``."""
-    keys = _split_heads(k.float(), heads)
-    values = _split_heads(v.float(), heads)
-    scale = keys.shape[-1] ** -0.5
+    """Recompute rows ``bias.rows[select]`` exactly with their bias, into ``out``: the fused SDPA
+    kernel on the gathered rows with a mask of just those rows ([B, 1, r, ctx], not [L, ctx])."""
+    keys, values = _split_heads(k, heads), _split_heads(v, heads)
     chunk = _rows_per_chunk(q.shape[0], heads, k.shape[1], memory_budget)
     for s0 in range(0, select.numel(), chunk):
         sel = select[s0:s0 + chunk]
         rows = bias.rows[sel]
-        logits = (_split_heads(q[:, rows].float(), heads) @ keys.transpose(-1, -2)) * scale   # [B, h, r, ctx]
-        logits[..., bias.columns] += bias.values[:, None, sel]
-        out[:, rows] = _merge_heads(torch.softmax(logits, dim=-1) @ values).to(out.dtype)
+        mask = torch.zeros(q.shape[0], 1, rows.numel(), k.shape[1], dtype=q.dtype)
+        mask[..., bias.columns] = bias.values[:, None, sel].to(q.dtype)
+        part = F.scaled_dot_product_attention(_split_heads(q[:, rows], heads), keys, values, attn_mask=mask)
+        out[:, rows] = _merge_heads(part).to(out.dtype)
 
 
 def _sparse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, bias: RowBias,

@@ -1,0 +1,133 @@
+"""Guided cross-attention benchmark: dense (published) vs sparse vs fast form, side by side.
+
+Wan2.1-1.3B shapes: L = 32,760 (21 x 30x52), 12 heads, head dim 128, 512 context, fp32, one noun
+with about 10% of the pixels biased (a removed instance in every frame, an added one next to an
+existing instance in odd frames and in an empty region in even frames).  Prints, per form, the
+time ratio vs unguided SDPA, the peak extra RSS (each form in a fresh subprocess), the maximum
+difference from the dense form and whether the unbiased rows are bit-identical to plain SDPA.
+
+    cd /work/main && nice .numina_env/venv/bin/python benchmarks/bench_guided_attention.py
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.dirname(HERE)]
+
+from _machine import machine_info, peak, reset_peak, rss  # noqa: E402
+
+from numina_ops import modulation as M  # noqa: E402
+from numina_ops.records import (CountTarget, Layout, NounLayout, Targets,  # noqa: E402
+                                TokenGrid)
+
+GRID = TokenGrid(21, 30, 52)
+HEADS, HEAD_DIM, CONTEXT = 12, 128, 512
+DELTA = 1.75
+
+
+def layout() -> Layout:
+    """Per frame: 80 removed pixels and 80 added ones (10.3% of 1560 biased); the added copy sits
+    next to an existing instance in odd frames (matched kind) and alone in even frames."""
+    labels = torch.zeros(GRID.frames, GRID.height, GRID.width, dtype=torch.int32)
+    labels[:, 4:12, 5:15] = -1
+    labels[:, 16:24, 10:20] = 100
+    labels[1::2, 16:24, 30:38] = 1
+    items = (CountTarget("cats", 1, (4, 8)),)
+    noun = NounLayout("cats", 1, (7, 8), labels, counts=(1,) * GRID.frames)
+    return Layout(GRID, Targets("a cat", items), (noun,), refined=True)
+
+
+def inputs(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(1, GRID.tokens, HEADS * HEAD_DIM, generator=gen)
+    k = torch.randn(1, CONTEXT, HEADS * HEAD_DIM, generator=gen)
+    v = torch.randn(1, CONTEXT, HEADS * HEAD_DIM, generator=gen)
+    k[0, 20:] = k[0, 20]                            # zero-padded text: identical padding keys
+    v[0, 20:] = v[0, 20]
+    return q, k, v
+
+
+def float64_biased_rows(q, k, v, plan) -> torch.Tensor:
+    """Reference for the biased rows: the definition in float64 (bias values from row_bias)."""
+    bias = M.row_bias(q, k, HEADS, plan, DELTA)
+    qh = M._split_heads(q[:, bias.rows].double(), HEADS)
+    kh, vh = M._split_heads(k.double(), HEADS), M._split_heads(v.double(), HEADS)
+    logits = qh @ kh.transpose(-1, -2) / HEAD_DIM ** 0.5
+    logits[..., bias.columns] += bias.values[:, None].double()
+    return M._merge_heads(torch.softmax(logits, dim=-1) @ vh)
+
+
+def run(form: str, q, k, v, plan) -> torch.Tensor:
+    if form == "plain":
+        return M.plain_cross_attention(q, k, v, HEADS)
+    return M.guided_cross_attention(q, k, v, HEADS, plan, DELTA, form=form)
+
+
+def child(form: str) -> None:
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    plan = M.build_bias_plan(layout())
+    q, k, v = inputs()
+    run(form, q, k, v, plan)                                        # warm-up
+    base = rss()
+    reset_peak()
+    out = run(form, q, k, v, plan)
+    print(json.dumps({"peak": peak() - base, "output": out.numel() * out.element_size()}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--child", default="")
+    args = parser.parse_args()
+    if args.child:
+        child(args.child)
+        return
+    torch.set_num_threads(args.threads)
+    print(machine_info())
+    plan = M.build_bias_plan(layout())
+    print(f"L = {GRID.tokens}, {HEADS} heads, head dim {HEAD_DIM}, context {CONTEXT}, fp32, delta {DELTA};"
+          f" biased rows {plan.rows.numel()} ({plan.rows.numel() / GRID.tokens:.1%}),"
+          f" removed {plan.nouns[0].removed_rows.numel()}, added-empty {plan.nouns[0].boosted_rows.numel()},"
+          f" added-matched {sum(g.rows.numel() for g in plan.nouns[0].matched)}")
+    q, k, v = inputs()
+    forms = ["plain", *M.FORMS]
+    best = {f: float("inf") for f in forms}
+    outs = {}
+    for _ in range(args.repeats):                     # interleaved: load changes hit every form
+        for f in forms:
+            t0 = time.perf_counter()
+            outs[f] = run(f, q, k, v, plan)
+            best[f] = min(best[f], time.perf_counter() - t0)
+    reference = float64_biased_rows(q, k, v, plan)
+    untouched = torch.ones(GRID.tokens, dtype=torch.bool)
+    untouched[plan.rows] = False
+    print("peak = RSS above the inputs, output included; extra = peak - plain's peak")
+    print(f"{'form':8s} {'time s':>8s} {'x plain':>8s} {'peak MiB':>9s} {'extra MiB':>10s} {'max|diff| vs dense':>19s} {'biased rows err vs f64':>23s}"
+          f" {'unbiased rows == plain':>23s}")
+    peaks, errors = {}, {}
+    for f in forms:
+        proc = subprocess.run([sys.executable, __file__, "--child", f], capture_output=True, text=True, check=True,
+                              env={**os.environ, "BENCH_THREADS": str(args.threads)})
+        peaks[f] = json.loads(proc.stdout.strip().splitlines()[-1])["peak"] / 2**20
+        diff = (outs[f] - outs["dense"]).abs().max().item()
+        same = torch.equal(outs[f][:, untouched], outs["plain"][:, untouched])
+        errors[f] = (outs[f][:, plan.rows].double() - reference).abs().max().item()
+        print(f"{f:8s} {best[f]:8.3f} {best[f] / best['plain']:8.3f} {peaks[f]:9.1f} {peaks[f] - peaks['plain']:10.1f}"
+              f" {diff:19.2e} {errors[f]:23.2e} {str(same):>23s}")
+    exact = [f for f in M.FORMS if errors[f] <= 2 * errors["dense"]]
+    fastest = min(exact, key=lambda f: best[f])
+    print(f"fastest form at equal exactness (error vs float64 within 2x the dense form's): {fastest};"
+          f" DEFAULT_FORM = {M.DEFAULT_FORM!r}")
+
+
+if __name__ == "__main__":
+    main()
