@@ -1,0 +1,191 @@
+"""Refinement ("conservative"): edit each frame's layout until it holds the requested count.
+
+Per noun and latent frame, in frame order:
+
+* too many instances: the smallest live instance (ties: the lower label) is marked removed (-1),
+  again until the target is met;
+* too few: one instance is added at a time, labelled 100, 101, ... by its rank among the frame's
+  added instances, so the same added instance keeps its label from frame to frame.  Its template
+  is the bounding-box crop of the smallest live instance's mask (ties: the lower label), or a
+  disk of radius 5 when the frame has none (radius min(5, (min(H, W) - 1) // 4) so that a tiny
+  grid still has room for more than one).  Candidate placements put the template's centre on a
+  grid of step 2 with the template fully inside the frame; cost = squared distance to the
+  centroid of the frame's live foreground + 8 x squared distance to the same added instance's
+  centre in the latest earlier frame that had it, both in token units (as published).
+
+What the published code lacks, and this one guarantees: an added instance covers background
+tokens only (never a live, removed or earlier-added token) and no token of it is 8-adjacent
+to a live instance, so one background token at least (diagonals included) separates it from
+every other instance.  The published cost's overlap term is therefore always 0 here.  When the
+step-2 grid has no valid place, the step-1 grid is searched, then the default disk is tried if
+it is smaller than the template; when nothing fits, the frame keeps fewer instances and the
+noun's notes say so ("frame 7: no room for 2 more 'apples'").
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+from scipy import ndimage
+from scipy.signal import correlate2d
+
+from .records import FIRST_ADDED, REMOVED, Layout, NounLayout, Targets
+
+PLACEMENT_STEP = 2
+CENTRE_WEIGHT = 1.0
+TEMPORAL_WEIGHT = 8.0
+DEFAULT_DISK_RADIUS = 5
+_EIGHT = np.ones((3, 3), dtype=bool)
+
+
+def default_disk(height: int, width: int) -> np.ndarray:
+    """Template for a frame with no instance: a disk of radius 5, smaller on tiny grids."""
+    radius = max(0, min(DEFAULT_DISK_RADIUS, (min(height, width) - 1) // 4))
+    yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
+    return (yy * yy + xx * xx) <= radius * radius
+
+
+def live_ids(labels: np.ndarray) -> list[int]:
+    return [int(v) for v in np.unique(labels[labels > 0])]
+
+
+def smallest_live(labels: np.ndarray) -> int | None:
+    """Label of the smallest live instance (ties: the lower label), None when there is none."""
+    ids = live_ids(labels)
+    if not ids:
+        return None
+    return min(ids, key=lambda i: (int((labels == i).sum()), i))
+
+
+def template_for(labels: np.ndarray) -> np.ndarray:
+    """Bounding-box crop of the smallest live instance's mask, or the default disk."""
+    smallest = smallest_live(labels)
+    if smallest is None:
+        return default_disk(*labels.shape)
+    mask = labels == smallest
+    rows, cols = np.nonzero(mask)
+    return mask[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+
+
+def valid_offsets(labels: np.ndarray, template: np.ndarray) -> np.ndarray:
+    """[H-th+1, W-tw+1] bool: top-left offsets where the template may be placed.
+
+    The template may cover background tokens only, none of them 8-adjacent to a live token.
+    """
+    height, width = labels.shape
+    th, tw = template.shape
+    if th > height or tw > width:
+        return np.zeros((0, 0), dtype=bool)
+    blocked = (labels != 0) | ndimage.binary_dilation(labels > 0, structure=_EIGHT)
+    hits = correlate2d(blocked.astype(np.int32), template.astype(np.int32), mode="valid")
+    return hits == 0
+
+
+def _place(labels: np.ndarray, template: np.ndarray, previous: tuple[float, float] | None,
+           step: int) -> tuple[int, int] | None:
+    """Best top-left offset of the template on the grid of `step`, or None."""
+    ok = valid_offsets(labels, template)
+    if ok.size == 0:
+        return None
+    grid = np.zeros_like(ok)
+    grid[::step, ::step] = True
+    ok = ok & grid
+    if not ok.any():
+        return None
+    th, tw = template.shape
+    live = labels > 0
+    if live.any():
+        rows, cols = np.nonzero(live)
+        centroid = (rows.mean(), cols.mean())
+    else:
+        centroid = ((labels.shape[0] - 1) / 2.0, (labels.shape[1] - 1) / 2.0)
+    y0, x0 = np.nonzero(ok)
+    cy, cx = y0 + th // 2, x0 + tw // 2
+    cost = CENTRE_WEIGHT * ((cy - centroid[0]) ** 2 + (cx - centroid[1]) ** 2)
+    if previous is not None:
+        cost = cost + TEMPORAL_WEIGHT * ((cy - previous[0]) ** 2 + (cx - previous[1]) ** 2)
+    best = int(np.argmin(cost))     # first of equal costs in row-major order: deterministic
+    return int(y0[best]), int(x0[best])
+
+
+def _add_one(labels: np.ndarray, label: int, previous: tuple[float, float] | None) -> tuple[float, float] | None:
+    """Add one instance in place; returns its centre, or None when nothing fits."""
+    template = template_for(labels)
+    tries = [(template, PLACEMENT_STEP), (template, 1)]
+    disk = default_disk(*labels.shape)
+    if disk.sum() < template.sum():
+        tries += [(disk, PLACEMENT_STEP), (disk, 1)]
+    for shape, step in tries:
+        spot = _place(labels, shape, previous, step)
+        if spot is not None:
+            y0, x0 = spot
+            th, tw = shape.shape
+            window = labels[y0:y0 + th, x0:x0 + tw]
+            window[shape] = label
+            return float(y0 + th // 2), float(x0 + tw // 2)
+    return None
+
+
+def refine_frame(labels: np.ndarray, target: int,
+                 previous_centres: dict[int, tuple[float, float]] | None = None,
+                 ) -> tuple[np.ndarray, dict[int, tuple[float, float]], int]:
+    """One frame -> (refined labels, centres of its added instances by label, instances short)."""
+    labels = labels.astype(np.int32).copy()
+    previous_centres = previous_centres or {}
+    target = max(int(target), 0)
+    while len(live_ids(labels)) > target:
+        labels[labels == smallest_live(labels)] = REMOVED
+    centres: dict[int, tuple[float, float]] = {}
+    for ident in live_ids(labels):
+        if ident >= FIRST_ADDED:        # an input that already holds added instances
+            rows, cols = np.nonzero(labels == ident)
+            centres[ident] = (float(rows.mean()), float(cols.mean()))
+    short = 0
+    rank = 0
+    while len(live_ids(labels)) + short < target:
+        label = FIRST_ADDED + rank
+        rank += 1
+        if label in centres:
+            continue
+        centre = _add_one(labels, label, previous_centres.get(label))
+        if centre is None:
+            short = target - len(live_ids(labels))
+            break
+        centres[label] = centre
+    return labels, centres, short
+
+
+def refine_noun(noun: NounLayout, target: int) -> NounLayout:
+    """Refine every frame of one noun, frames in order (added centres carried forward)."""
+    frames = noun.labels.detach().cpu().numpy()
+    notes = list(noun.notes)
+    out = np.empty_like(frames, dtype=np.int32)
+    last_centres: dict[int, tuple[float, float]] = {}
+    for f in range(frames.shape[0]):
+        out[f], centres, short = refine_frame(frames[f], target, last_centres)
+        last_centres.update(centres)
+        if short:
+            notes.append(f"frame {f}: no room for {short} more {noun.noun!r}")
+    counts = tuple(len(live_ids(out[f])) for f in range(out.shape[0]))
+    return dataclasses.replace(noun, target=int(target), labels=torch.from_numpy(out),
+                               counts=counts, notes=tuple(notes))
+
+
+def refine_layout(layout: Layout, targets: Targets | None = None) -> Layout:
+    """Refined copy of `layout` (refined=True) whose frames hold each noun's target count.
+
+    `targets` default to the layout's own.  A noun with no target (not named in the targets,
+    or a negative target) is left as detected, with a note saying so.
+    """
+    wanted = (targets if targets is not None else layout.targets).as_dict()
+    nouns = []
+    for noun in layout.nouns:
+        target = wanted.get(noun.noun, noun.target if targets is None else -1)
+        if target is None or target < 0:
+            nouns.append(dataclasses.replace(noun, notes=noun.notes + (
+                f"{noun.noun!r} has no target count: left as detected",)))
+            continue
+        nouns.append(refine_noun(noun, int(target)))
+    return dataclasses.replace(layout, nouns=tuple(nouns), refined=True,
+                               targets=targets if targets is not None else layout.targets)
