@@ -63,7 +63,7 @@ def wan_info(model: Any) -> WanInfo:
         diffusion_model = model.model.diffusion_model
         config_name = type(model.model.model_config).__name__
     except AttributeError:
-        raise NuminaInputError("NUMINA needs a MODEL from a diffusion-model loader (UNETLoader / Load Diffusion Model)")
+        raise NuminaInputError("NUMINA works on Wan video models (Wan2.1 / Wan2.2) loaded with UNETLoader / Load Diffusion Model; this MODEL is not one")
     if not isinstance(diffusion_model, wan_model.WanModel):
         raise NuminaInputError(
             f"NUMINA works on Wan video models (Wan2.1 / Wan2.2); this MODEL is {config_name}."
