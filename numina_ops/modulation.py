@@ -38,13 +38,14 @@ EMPTY_FRAME_BIAS = 0.8
 DEFAULT_MEMORY_BUDGET = 256 * 2**20
 
 FORMS = ("dense", "sparse", "fast")
-# Set from benchmarks/bench_guided_attention.py, 2026-11-24 (2 shared cores, torch 2.13 CPU, fp32,
-# L = 32,760, 12 heads, one noun, 10.3% of the pixels biased), time x plain SDPA / extra peak RSS:
-# dense 1.21x / +64 MiB, sparse 1.23x / +43 MiB, fast 1.29x / +3 MiB; sparse is bit-identical to
-# dense here (same fused kernel), fast differs by 1.5e-5 (kernel rounding; 1.1e-5 from float64).
-# Dense and sparse tie within the noise of this loaded machine; sparse wins on memory and never
-# sends the unbiased 90% of rows through a masked kernel (on GPUs a mask rules out flash kernels).
-DEFAULT_FORM = "sparse"
+# Set from benchmarks/bench_guided_attention.py, 2026-11-24 (2 shared cores, load ~8, torch 2.13
+# CPU, fp32, L = 32,760, 12 heads, one noun, 10.3% of the pixels biased), time x plain SDPA /
+# extra peak RSS, best of 4: dense 1.21x / +64 MiB, sparse 1.23x / +43 MiB, fast 1.29x / +3 MiB
+# (a second run, best of 1: 1.45x, 1.55x, 1.59x).  All exact: sparse is bit-identical to dense
+# here (same fused CPU kernel), fast is 1.5e-5 from dense and 1.1e-5 from float64.  Dense was the
+# fastest in both runs on this CPU, so it is the default; on GPUs a dense mask rules out flash
+# kernels for every row, where "sparse" (masked kernel on the biased rows only) should win.
+DEFAULT_FORM = "dense"
 
 
 # ----------------------------------------------------------------------------- 1. strength
