@@ -1,0 +1,170 @@
+"""Refinement: exact counts whenever there is room, never an added instance touching another."""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+from scipy import ndimage
+
+from numina_ops.records import FIRST_ADDED, REMOVED, CountTarget, Layout, NounLayout, Targets, TokenGrid
+from numina_ops.refine import default_disk, refine_layout
+
+EIGHT = np.ones((3, 3), dtype=bool)
+
+
+def make_layout(frames: np.ndarray, target: int, noun: str = "apples") -> Layout:
+    frames = frames.astype(np.int32)
+    f, h, w = frames.shape
+    targets = Targets(prompt=f"{target} {noun}", items=(CountTarget(noun, target, (2, 2 + len(noun))),))
+    counts = tuple(len(np.unique(x[x > 0])) for x in frames)
+    nl = NounLayout(noun=noun, target=target, token_positions=(1,), labels=torch.from_numpy(frames), counts=counts)
+    return Layout(grid=TokenGrid(f, h, w), targets=targets, nouns=(nl,))
+
+
+def room_for(labels: np.ndarray, template: np.ndarray) -> bool:
+    """Brute force: is there any place where the template covers background only, untouched?"""
+    h, w = labels.shape
+    th, tw = template.shape
+    live = labels > 0
+    near_live = ndimage.binary_dilation(live, structure=EIGHT)
+    for y in range(h - th + 1):
+        for x in range(w - tw + 1):
+            cover = np.zeros((h, w), dtype=bool)
+            cover[y:y + th, x:x + tw] = template
+            if not (cover & ((labels != 0) | near_live)).any():
+                return True
+    return False
+
+
+def smallest_template(labels: np.ndarray) -> np.ndarray:
+    ids = [i for i in np.unique(labels) if i > 0]
+    if not ids:
+        return default_disk(*labels.shape)
+    i = min(ids, key=lambda i: ((labels == i).sum(), i))
+    rows, cols = np.nonzero(labels == i)
+    return (labels == i)[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+
+
+def check_frame(before: np.ndarray, after: np.ndarray, target: int, notes: tuple, f: int) -> None:
+    live = [i for i in np.unique(after) if i > 0]
+    # Convention: detected labels are kept or removed whole; added ones only land on background.
+    for i in np.unique(before[before > 0]):
+        now = np.unique(after[before == i])
+        assert len(now) == 1 and now[0] in (i, REMOVED)
+    added = [i for i in live if i >= FIRST_ADDED]
+    assert all(before[after == i].max() == 0 for i in added)
+    assert set(np.unique(after)) <= {REMOVED, 0} | set(range(1, 100)) | set(range(FIRST_ADDED, FIRST_ADDED + 100))
+    # Added instances never overlap nor 8-touch any other live instance.
+    for i in added:
+        halo = ndimage.binary_dilation(after == i, structure=EIGHT)
+        assert set(np.unique(after[halo])) <= {0, REMOVED, i}
+    if len(live) != target:
+        assert len(live) < target, "too many live instances"
+        assert any(n.startswith(f"frame {f}: no room for {target - len(live)} more") for n in notes)
+        disk = default_disk(*after.shape)
+        assert not room_for(after, smallest_template(after)) and not room_for(after, disk)
+
+
+@st.composite
+def layouts(draw):
+    h, w = draw(st.integers(4, 14)), draw(st.integers(4, 14))
+    frames = draw(st.integers(1, 3))
+    out = np.zeros((frames, h, w), dtype=np.int32)
+    for f in range(frames):
+        for label in range(1, draw(st.integers(0, 5)) + 1):
+            y, x = draw(st.integers(0, h - 1)), draw(st.integers(0, w - 1))
+            dy, dx = draw(st.integers(0, 3)), draw(st.integers(0, 3))
+            region = out[f, y:y + dy + 1, x:x + dx + 1]
+            region[region == 0] = label        # instances may touch each other: detected ones do
+    return out, draw(st.integers(0, 6))
+
+
+@settings(max_examples=60, deadline=None)
+@given(layouts())
+def test_refined_frames_meet_the_target_whenever_room_exists(case):
+    frames, target = case
+    refined = refine_layout(make_layout(frames, target))
+    noun = refined.nouns[0]
+    assert refined.refined and noun.target == target
+    after = noun.labels.numpy()
+    for f in range(frames.shape[0]):
+        check_frame(frames[f], after[f], target, noun.notes, f)
+        assert noun.counts[f] == len(np.unique(after[f][after[f] > 0]))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 3), st.integers(3, 6), st.integers(0, 10_000))
+def test_added_instances_stay_put_in_a_static_scene(existing, target, seed):
+    rng = np.random.default_rng(seed)
+    frame = np.zeros((20, 32), dtype=np.int32)
+    for label in range(1, existing + 1):
+        y, x = rng.integers(0, 16), rng.integers(0, 28)
+        frame[y:y + 4, x:x + 4][frame[y:y + 4, x:x + 4] == 0] = label
+    refined = refine_layout(make_layout(np.stack([frame] * 4), target)).nouns[0].labels.numpy()
+    for f in range(1, 4):
+        assert np.array_equal(refined[f], refined[0])
+
+
+def test_added_instance_follows_a_slowly_moving_scene():
+    frames = np.zeros((6, 24, 40), dtype=np.int32)
+    for f in range(6):
+        frames[f, 8:13, 10 + f:15 + f] = 1
+    labels = refine_layout(make_layout(frames, 2)).nouns[0].labels.numpy()
+    centres = [np.argwhere(labels[f] == FIRST_ADDED).mean(0) for f in range(6)]
+    steps = [np.abs(centres[f + 1] - centres[f]).max() for f in range(5)]
+    assert max(steps) <= 2
+
+
+def test_too_many_removes_the_smallest_first():
+    frame = np.zeros((12, 20), dtype=np.int32)
+    frame[0:5, 0:5] = 1      # 25 tokens
+    frame[0:2, 8:10] = 2     # 4 tokens
+    frame[6:9, 12:15] = 3    # 9 tokens
+    noun = refine_layout(make_layout(frame[None], 1)).nouns[0]
+    after = noun.labels.numpy()[0]
+    assert noun.counts == (1,)
+    assert (after[0:5, 0:5] == 1).all() and (after[0:2, 8:10] == REMOVED).all() and (after[6:9, 12:15] == REMOVED).all()
+
+
+def test_target_zero_removes_everything():
+    frame = np.zeros((10, 10), dtype=np.int32)
+    frame[1:3, 1:3], frame[5:8, 5:8] = 1, 2
+    noun = refine_layout(make_layout(np.stack([frame, frame]), 0)).nouns[0]
+    assert noun.counts == (0, 0) and int((noun.labels > 0).sum()) == 0
+
+
+def test_empty_frame_gets_radius_5_disks_that_do_not_touch():
+    noun = refine_layout(make_layout(np.zeros((2, 30, 52), dtype=np.int32), 3)).nouns[0]
+    after = noun.labels.numpy()
+    assert noun.counts == (3, 3) and not noun.notes
+    assert (after[0] == FIRST_ADDED).sum() == default_disk(30, 52).sum() == 81   # radius 5
+    assert set(np.unique(after[0])) == {0, FIRST_ADDED, FIRST_ADDED + 1, FIRST_ADDED + 2}
+    for i in range(3):
+        halo = ndimage.binary_dilation(after[0] == FIRST_ADDED + i, structure=EIGHT)
+        assert set(np.unique(after[0][halo])) == {0, FIRST_ADDED + i}
+
+
+def test_target_larger_than_the_frame_holds_is_defined_with_a_note():
+    noun = refine_layout(make_layout(np.zeros((1, 8, 8), dtype=np.int32), 40)).nouns[0]
+    assert 0 < noun.counts[0] < 40
+    assert noun.notes == (f"frame 0: no room for {40 - noun.counts[0]} more 'apples'",)
+
+
+def test_added_label_is_the_same_instance_across_frames():
+    frames = np.zeros((3, 16, 30), dtype=np.int32)
+    frames[:, 4:8, 4:8] = 1
+    frames[1, 10:13, 20:23] = 2          # frame 1 already has two: nothing added there
+    labels = refine_layout(make_layout(frames, 2)).nouns[0].labels.numpy()
+    assert (labels[0] == FIRST_ADDED).any() and not (labels[1] >= FIRST_ADDED).any()
+    assert np.array_equal(labels[0] == FIRST_ADDED, labels[2] == FIRST_ADDED)
+
+
+def test_nouns_without_targets_are_left_as_detected():
+    frame = np.zeros((1, 10, 10), dtype=np.int32)
+    frame[0, 2:4, 2:4] = 1
+    layout = make_layout(frame, 3)
+    refined = refine_layout(layout, Targets(prompt="two dogs", items=(CountTarget("dogs", 2, (4, 8)),)))
+    noun = refined.nouns[0]
+    assert torch.equal(noun.labels, layout.nouns[0].labels)
+    assert any("no target" in n for n in noun.notes)
