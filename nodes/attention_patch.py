@@ -196,25 +196,32 @@ class GuideSession(_Session):
         self.guided_calls = 0
 
     def attend(self, func, args, kwargs, q, k, v, heads, block, is_self, is_text, options):
-        out = self._plain(func, args, kwargs)
-        if not is_text or self.plan.is_empty:
-            return out
-        step, steps = step_in_schedule(options, self.layout.meta.get("sigmas"))
-        delta = modulation.strength(step, steps) if step >= 0 else 0.0
-        if delta <= 0.0:
-            return out
+        delta = 0.0
+        if is_text and not self.plan.is_empty:
+            step, steps = step_in_schedule(options, self.layout.meta.get("sigmas"))
+            delta = modulation.strength(step, steps) if step >= 0 else 0.0
+        rows = cond_rows(options, q.shape[0]) if delta > 0.0 else torch.zeros(0, dtype=torch.long)
+        if len(rows) == 0:
+            return self._plain(func, args, kwargs)
         if q.shape[1] != self.layout.grid.tokens:
             g = self.layout.grid
             raise NuminaInputError(
                 f"NUMINA guide: the latent has {q.shape[1]} video tokens but the layout was read on a"
                 f" {g.frames}x{g.height}x{g.width} token grid ({g.tokens} tokens). Sample the guided run with"
                 " the same width, height and length as the reference pass (or capture again).")
-        rows = cond_rows(options, q.shape[0])
-        if len(rows) == 0:
-            return out
-        guided = modulation.guided_cross_attention(q[rows], k[rows], v[rows], heads, self.plan, delta,
-                                                   form=self.form)
-        out = out.clone()
+        if self.form == "dense":
+            # the published form: the cond rows' attention redone as one dense-masked SDPA
+            others = torch.tensor(sorted(set(range(q.shape[0])) - set(rows.tolist())), dtype=torch.long)
+            out = q.new_empty(q.shape[0], q.shape[1], v.shape[-1])
+            if len(others):
+                out[others] = self._plain(func, (q[others], k[others], v[others]) + tuple(args[3:]), kwargs)
+            guided = modulation.guided_cross_attention(q[rows], k[rows], v[rows], heads, self.plan, delta, form="dense")
+        else:
+            out = self._plain(func, args, kwargs)
+            plain_rows = out[rows] if self.form == "sparse" else None
+            guided = modulation.guided_cross_attention(q[rows], k[rows], v[rows], heads, self.plan, delta,
+                                                       form=self.form, plain_out=plain_rows)
+            out = out.clone()
         out[rows] = guided.to(out.dtype)
         self.guided_calls += 1
         return out

@@ -322,6 +322,7 @@ def guided_cross_attention(
     delta: float,
     form: str = DEFAULT_FORM,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    plain_out: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Cross-attention of the cond rows with the plan's bias at strength ``delta``.
 
@@ -330,6 +331,8 @@ def guided_cross_attention(
     published dense-mask SDPA), "sparse" (plain SDPA, then the biased rows recomputed exactly) or
     "fast" (exact decomposition for non-negative rows, exact recompute for the others); all three
     agree to float32 rounding.  NaN / inf in the inputs propagate as in plain attention.
+    ``plain_out``: the unbiased output of these rows when the caller has it already (the attention
+    patch does); the sparse form then only recomputes the biased rows.
     """
     if form not in FORMS:
         raise NuminaInputError(f"unknown form {form!r}; choose one of {FORMS}")
@@ -340,5 +343,9 @@ def guided_cross_attention(
     if form == "dense":
         return _dense(q, k, v, heads, bias)
     if form == "sparse":
+        if plain_out is not None:   # the caller already paid for plain attention: fix its biased rows
+            out = plain_out.clone()
+            _exact_rows(q, k, v, heads, bias, torch.arange(bias.rows.numel()), out, memory_budget)
+            return out
         return _sparse(q, k, v, heads, bias, memory_budget)
     return _fast(q, k, v, heads, bias, memory_budget)
