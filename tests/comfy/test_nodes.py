@@ -126,11 +126,12 @@ def test_no_change_needed_gives_the_plain_run_bit_for_bit(run, tiny_model):
     assert torch.equal(run.sample(model), run.sample(tiny_model))
 
 
-def test_guide_touches_cond_rows_at_layout_positions_only(run, pack):
+@pytest.mark.parametrize("form", ["sparse", "dense", "fast"])
+def test_guide_touches_cond_rows_at_layout_positions_only(run, pack, form):
     patch = pack.module("NuminaCrossAttnGuide").attention_patch
     _, _, refined, _, _ = run.pipeline()
     info = patch.WanInfo("wan21", 2, 2, (1, 2, 2), 16)
-    session = patch.GuideSession(info, refined, "sparse")
+    session = patch.GuideSession(info, refined, form)
     tokens, heads, d = refined.grid.tokens, 2, 16
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, n, heads * d, generator=g) for n in (tokens, 512, 512))
