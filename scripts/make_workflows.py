@@ -15,6 +15,7 @@ definitions and runs every graph through ComfyUI's own validation.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import re
@@ -438,7 +439,7 @@ def wan22_a14b() -> Graph:
     return g
 
 
-def cpu_demo(unet: str) -> Graph:
+def cpu_demo(unet: str, vae_name: str = TINY_VAE) -> Graph:
     name = "numina_cpu_demo"
     title = "NUMINA CPU demo (tiny Wan 2.1)"
     sampling = Sampling(DEMO_SEED, 20, 2.0, "euler", "simple")
@@ -450,7 +451,7 @@ def cpu_demo(unet: str) -> Graph:
                "layouts as numina_demo/layout_inferred / layout_refined.\n\n" + SAME_SETTINGS_NOTE)
     loader = g.add("UNETLoader", 0, unet_name=unet, weight_dtype="default")
     clip = g.add("NuminaTinyTextEncoderLoader", 0, text_encoder=TINY_TEXT_ENCODER)
-    vae = g.add("VAELoader", 0, vae_name=TINY_VAE)
+    vae = g.add("VAELoader", 0, vae_name=vae_name)
     model = g.add("ModelSamplingSD3", 1, model=loader["MODEL"], shift=3.0)
     pos, neg = _prompts(g, clip["CLIP"], DEMO_PROMPT, "")
     latent = g.add("EmptyHunyuanLatentVideo", 1, width=DEMO_WIDTH, height=DEMO_HEIGHT, length=DEMO_LENGTH,
@@ -478,7 +479,7 @@ def cpu_demo(unet: str) -> Graph:
     return g
 
 
-def all_workflows(demo_unet: str) -> list[Graph]:
+def all_workflows(demo_unet: str, demo_vae: str = TINY_VAE) -> list[Graph]:
     return [
         wan_t2v("numina_wan21_t2v_1.3B", "NUMINA Wan 2.1 T2V 1.3B", "wan2.1_t2v_1.3B_fp16.safetensors",
                 "wan_2.1_vae.safetensors", (832, 480, 81), Sampling(REAL_SEED, 30, 6.0, "uni_pc", "simple"),
@@ -491,7 +492,7 @@ def all_workflows(demo_unet: str) -> list[Graph]:
                 8.0, 24.0, "Three white sheep grazing in a green meadow, gentle wind in the grass, cinematic.",
                 wan22_latent=True),
         wan22_a14b(),
-        cpu_demo(demo_unet),
+        cpu_demo(demo_unet, demo_vae),
     ]
 
 
@@ -593,10 +594,19 @@ def demo_unet_choice(choice: str) -> str:
     return COUNTWORLD_MODEL if os.path.exists(COUNTWORLD_CHECKPOINT) else TINY_MODEL
 
 
-def write_workflows(out_dir: str = OUT_DIR, demo_model: str = "auto") -> list[str]:
+def demo_vae_choice(choice: Optional[str]) -> str:
+    """The random tiny VAE decodes CountWorld latents to noise; a CountWorld VAE, once one is
+    committed (countworld/checkpoints/countworld*vae*.safetensors), shows the world's pictures."""
+    if choice:
+        return choice
+    found = sorted(glob.glob(os.path.join(ROOT, "countworld", "checkpoints", "countworld*vae*.safetensors")))
+    return os.path.basename(found[0]) if found else TINY_VAE
+
+
+def write_workflows(out_dir: str = OUT_DIR, demo_model: str = "auto", demo_vae: Optional[str] = None) -> list[str]:
     os.makedirs(out_dir, exist_ok=True)
     written = []
-    for graph in all_workflows(demo_unet_choice(demo_model)):
+    for graph in all_workflows(demo_unet_choice(demo_model), demo_vae_choice(demo_vae)):
         workflow = graph.to_ui()
         path = os.path.join(out_dir, graph.name + ".json")
         with open(path, "w", encoding="utf-8") as f:
@@ -613,8 +623,11 @@ def main() -> None:
     parser.add_argument("--demo-model", choices=("auto", "countworld", "tiny"), default="auto",
                         help="diffusion model of the CPU demo: auto = the CountWorld checkpoint when "
                              f"{os.path.relpath(COUNTWORLD_CHECKPOINT, ROOT)} exists, else the random tiny Wan")
+    parser.add_argument("--demo-vae", default=None,
+                        help="VAE file of the CPU demo (default: a countworld/checkpoints/countworld*vae* file when "
+                             f"one exists, else {TINY_VAE})")
     args = parser.parse_args()
-    for path in write_workflows(args.out, args.demo_model):
+    for path in write_workflows(args.out, args.demo_model, args.demo_vae):
         print(os.path.relpath(path, ROOT))
 
 

@@ -116,10 +116,9 @@ def test_the_five_workflows_ship_with_a_thumbnail_each():
 
 
 def test_committed_workflows_are_what_the_generator_writes(tmp_path):
-    demo_unet = load(DEMO)["nodes"]
-    demo_unet = next(n for n in demo_unet if n["type"] == "UNETLoader")["widgets_values"][0]
-    choice = "countworld" if demo_unet == make_workflows.COUNTWORLD_MODEL else "tiny"
-    make_workflows.write_workflows(str(tmp_path), demo_model=choice)
+    demo = {n["type"]: n["widgets_values"][0] for n in load(DEMO)["nodes"] if n["type"] in ("UNETLoader", "VAELoader")}
+    choice = "countworld" if demo["UNETLoader"] == make_workflows.COUNTWORLD_MODEL else "tiny"
+    make_workflows.write_workflows(str(tmp_path), demo_model=choice, demo_vae=demo["VAELoader"])
     for path in PATHS:
         assert load(tmp_path / os.path.basename(path)) == load(path), \
             f"{os.path.basename(path)} is stale: run scripts/make_workflows.py"
@@ -129,6 +128,8 @@ def test_the_demo_uses_countworld_when_its_checkpoint_exists():
     expected = "countworld" if os.path.exists(make_workflows.COUNTWORLD_CHECKPOINT) else "tiny"
     unet = next(n for n in load(DEMO)["nodes"] if n["type"] == "UNETLoader")["widgets_values"][0]
     assert unet == make_workflows.demo_unet_choice(expected), "run scripts/make_workflows.py to pick up CountWorld"
+    vae = next(n for n in load(DEMO)["nodes"] if n["type"] == "VAELoader")["widgets_values"][0]
+    assert vae == make_workflows.demo_vae_choice(None), "run scripts/make_workflows.py to pick up the CountWorld VAE"
 
 
 @pytest.mark.parametrize("path", PATHS, ids=name_of)
