@@ -56,8 +56,8 @@ class ComfyPipeline:
         from comfy_extras.nodes_model_advanced import ModelSamplingSD3
 
         ckpt_dir = os.path.join(HERE, "checkpoints")
-        if os.path.isdir(ckpt_dir) and ckpt_dir not in folder_paths.get_folder_paths("diffusion_models"):
-            folder_paths.add_model_folder_path("diffusion_models", ckpt_dir)   # the committed checkpoint
+        if os.path.isdir(ckpt_dir):   # the repository's checkpoint first: a copy in models/ may be stale
+            folder_paths.add_model_folder_path("diffusion_models", ckpt_dir, is_default=True)
         self.nodes = nodes
         unet = nodes.UNETLoader().load_unet(checkpoint, "default")[0]
         self.model = ModelSamplingSD3().patch(unet, shift)[0]
