@@ -6,6 +6,7 @@ from comfy_api.latest import ComfyExtension, io
 from .attention_capture import NuminaAttentionCapture
 from .cross_attn_guide import NuminaCrossAttnGuide
 from .layout_infer import NuminaLayoutInfer
+from .latent_rgb_decode import NuminaLatentRGBDecode
 from .layout_refine import NuminaLayoutRefine
 from .tiny_text_encoder import NuminaTinyTextEncoderLoader
 
@@ -15,6 +16,7 @@ NODES: list[type[io.ComfyNode]] = [
     NuminaLayoutRefine,
     NuminaCrossAttnGuide,
     NuminaTinyTextEncoderLoader,
+    NuminaLatentRGBDecode,
 ]
 
 

@@ -111,6 +111,7 @@ SIGNATURES: dict[str, Signature] = {
          "return_with_leftover_noise"),
         _s("LATENT", "LATENT"), seeded=("noise_seed",)),
     "VAEDecode": Signature(_s("samples", "LATENT", "vae", "VAE"), (), _s("IMAGE", "IMAGE")),
+    "NuminaLatentRGBDecode": Signature(_s("model", "MODEL", "samples", "LATENT"), ("upscale",), _s("IMAGE", "IMAGE")),
     "CreateVideo": Signature(_s("images", "IMAGE", "audio", "AUDIO", optional=("audio",)), ("fps",),
                              _s("VIDEO", "VIDEO")),
     "SaveVideo": Signature(_s("video", "VIDEO"), ("filename_prefix", "format", "codec")),
@@ -466,11 +467,15 @@ def cpu_demo(unet: str, vae_name: str = TINY_VAE) -> Graph:
     plain = g.add("KSampler", 5, title="KSampler (plain, same seed)", model=model["MODEL"], **sampling.as_widgets(),
                   positive=pos["CONDITIONING"], negative=neg["CONDITIONING"], latent_image=latent["LATENT"],
                   denoise=1.0)
-    decode = g.add("VAEDecode", 6, samples=sampler["LATENT"], vae=vae["VAE"])
+    if unet == COUNTWORLD_MODEL:   # a latent-space world: its pictures come from the fixed preview decode
+        decode = g.add("NuminaLatentRGBDecode", 6, model=model["MODEL"], samples=sampler["LATENT"], upscale=8)
+        plain_decode = g.add("NuminaLatentRGBDecode", 7, model=model["MODEL"], samples=plain["LATENT"], upscale=8)
+    else:
+        decode = g.add("VAEDecode", 6, samples=sampler["LATENT"], vae=vae["VAE"])
+        plain_decode = g.add("VAEDecode", 7, samples=plain["LATENT"], vae=vae["VAE"])
     g.add("SaveImage", 6, title="Guided frames", images=decode["IMAGE"], filename_prefix="numina_demo/frame")
     g.add("SaveAnimatedWEBP", 6, title="Guided video", images=decode["IMAGE"], filename_prefix="numina_demo/video",
           fps=8.0, lossless=False, quality=90, method="default")
-    plain_decode = g.add("VAEDecode", 7, samples=plain["LATENT"], vae=vae["VAE"])
     g.add("SaveImage", 7, title="Plain frames", images=plain_decode["IMAGE"],
           filename_prefix="numina_demo/plain_frame")
     g.group("Tiny models", [loader, clip, vae])

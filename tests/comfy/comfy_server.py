@@ -36,6 +36,7 @@ class ComfyServer:
             [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
              "--front-end-root", self.frontend, "--disable-api-nodes"],
             cwd=path, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")},
         )
         deadline = time.time() + 120
         while time.time() < deadline:

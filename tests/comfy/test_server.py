@@ -2,7 +2,7 @@
 import pytest
 
 from conftest import plain_graph
-from server import ComfyServer
+from comfy_server import ComfyServer
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,8 @@ import urllib.request
 import uuid
 
 import pytest
+
+from comfy_server import ComfyServer
 from PIL import Image
 
 from conftest import ROOT
@@ -81,23 +83,13 @@ def standard_model_files(comfy):
     shutil.rmtree(root)
 
 
-def _comfy_server_class():
-    """tests/comfy/server.py under its own name: as `server` it would hide ComfyUI's own `server`
-    module, and comfy_extras/nodes_images.py (SaveAnimatedWEBP) would fail to import in-process."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "server.py")
-    spec = importlib.util.spec_from_file_location("numina_test_comfy_server", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.ComfyServer
-
-
 @pytest.fixture(scope="module")
 def server():
     """One server for the module, on one torch thread (see `one_thread`)."""
     before = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = "1"
     try:
-        with _comfy_server_class()() as s:
+        with ComfyServer() as s:
             yield s
     finally:
         if before is None:
