@@ -221,7 +221,7 @@ class GuideSession(_Session):
             plain_rows = out[rows] if self.form == "sparse" else None
             guided = modulation.guided_cross_attention(q[rows], k[rows], v[rows], heads, self.plan, delta,
                                                        form=self.form, plain_out=plain_rows)
-            out = out.clone()
+            # `out` is the fresh tensor the attention function just returned: writing into it is safe
         out[rows] = guided.to(out.dtype)
         self.guided_calls += 1
         return out
