@@ -190,3 +190,15 @@ def test_non_wan_model_is_refused(run):
     not_wan = comfy.model_patcher.ModelPatcher(torch.nn.Linear(2, 2), torch.device("cpu"), torch.device("cpu"))
     with pytest.raises(ValueError, match="Wan"):
         run.capture(model=not_wan)
+
+
+def test_reference_latent_continued_to_the_end_equals_the_plain_run(run, comfy, tiny_model):
+    """When no count needs fixing, finishing the capture's reference latent with KSamplerAdvanced
+    (add_noise disable, start_at_step = reference step + 1) costs only the remaining steps and
+    gives the plain run (euler: a single-step sampler)."""
+    capture, reference, _ = run.capture()
+    continued = comfy["KSamplerAdvanced"]().sample(
+        tiny_model, "disable", SEED, STEPS, CFG, "euler", "simple", run.cond(PROMPT), run.cond(""), reference,
+        capture.step_index + 1, 10000, "disable")[0]["samples"]
+    plain = run.sample(tiny_model)
+    assert torch.allclose(continued, plain, atol=1e-4, rtol=1e-4), float((continued - plain).abs().max())
