@@ -12,15 +12,6 @@ from numina_ops import capture as C
 from numina_ops.records import Capture, CountTarget, NuminaInputError, Targets, TokenGrid
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: many threads on a shared 2-core machine only spin (20x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 GRID = TokenGrid(frames=3, height=10, width=12)
 HEADS, HEAD_DIM = 4, 16
 

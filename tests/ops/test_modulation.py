@@ -11,15 +11,6 @@ from numina_ops.records import (CountTarget, Layout, NounLayout, NuminaInputErro
                                 TokenGrid)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: many threads on a shared 2-core machine only spin (20x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # ----------------------------------------------------------------------------- strength
 
 def test_fifty_steps_reproduce_the_published_active_steps() -> None:
