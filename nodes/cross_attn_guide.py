@@ -45,9 +45,12 @@ class NuminaCrossAttnGuide(io.ComfyNode):
             raise NuminaInputError("this layout is not refined yet: put NuminaLayoutRefine between "
                                    "NuminaLayoutInfer and NuminaCrossAttnGuide")
         if not layout.needs_guidance:
-            return io.NodeOutput(model, "NUMINA guide: every frame already shows the target count, no change needed: "
-                                        "the result equals the plain run (or finish the capture's reference_latent "
-                                        "with KSamplerAdvanced to skip the second pass).")
+            unfixable = [n.noun for n in layout.nouns if n.mismatched_frames]
+            why = (f"refinement could not place the missing instances of {', '.join(unfixable)} (see its notes)"
+                   if unfixable else "every frame already shows the target count")
+            return io.NodeOutput(model, f"NUMINA guide: {why}, no change needed: the result equals the plain run "
+                                        "(or finish the capture's reference_latent with KSamplerAdvanced to skip "
+                                        "the second pass).")
         form = modulation.DEFAULT_FORM if bias_form == "auto" else bias_form
         session = attention_patch.GuideSession(info, layout, form)
         edited = ", ".join(n.noun for n in layout.nouns)
