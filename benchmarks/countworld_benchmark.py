@@ -127,14 +127,6 @@ class Runner:
         return best, n
 
 
-def canonical(noun: str) -> str:
-    """CountWorld's counter keys nouns by their plural ("circles"); the prompt may say "circle"."""
-    for plural, single in world.SINGULAR.items():
-        if noun in (plural, single):
-            return plural
-    return noun
-
-
 def layout_read_accuracy(reads: list[dict[str, Any]], plain: dict[tuple[str, int], evaluate.VideoResult]) -> dict:
     """Per target count: how often the layout's count at the reference step equals the counter's
     count of the plain run's final frame (same prompt, seed, frame)."""
@@ -144,7 +136,7 @@ def layout_read_accuracy(reads: list[dict[str, Any]], plain: dict[tuple[str, int
         if video is None:
             continue
         for noun, counts in r["read"].items():
-            final = video.counts.get(canonical(noun))
+            final = video.counts.get(world.plural_noun(noun))
             if final is None:
                 continue
             for f, c in enumerate(counts[: len(final)]):

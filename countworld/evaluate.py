@@ -89,22 +89,6 @@ class ComfyPipeline:
         return out["samples"]
 
 
-def noun_token_positions(clip: Any, prompt: str) -> dict[str, list[int]]:
-    """Context positions (0-based, in CLIPTextEncode's [1, 512, 4096] output) of each target noun's
-    pieces: {"circles": [2]}; a singular such as "triangle" spans several pieces in the tiny
-    vocabulary.  Found by tokenizing the prompt's prefixes, so it follows the real tokenizer."""
-    def length(text: str) -> int:
-        tokens = clip.tokenize(text)
-        return sum(1 for t in next(iter(tokens.values()))[0] if t[0] != 0) - 1     # without the end token
-
-    positions: dict[str, list[int]] = {}
-    for match in world._PHRASE.finditer(prompt):
-        start, end = match.span(3)
-        target = world.parse_prompt(match.group(0))[0]
-        positions[target.noun] = list(range(length(prompt[:start].rstrip()), length(prompt[:end])))
-    return positions
-
-
 # ----------------------------------------------------------------------------- scoring
 @dataclass(frozen=True)
 class VideoResult:

@@ -151,10 +151,14 @@ _PHRASE = re.compile(r"\b(" + "|".join(NUMBER_WORDS[1:]) + r")\s+(" + "|".join(C
                      + "|".join(list(NOUNS) + list(SINGULAR.values())) + r")\b")
 
 
+def plural_noun(noun: str) -> str:
+    """The world's key for a noun ("circle" -> "circles"); other words are returned as they are."""
+    return next((plural for plural, single in SINGULAR.items() if noun == single), noun)
+
+
 def parse_prompt(prompt: str) -> tuple[Target, ...]:
     """The targets of a CountWorld prompt (inverse of make_prompt)."""
-    plural = {s: p for p, s in SINGULAR.items()}
-    return tuple(Target(NUMBER_WORDS.index(n), colour, plural.get(noun, noun))
+    return tuple(Target(NUMBER_WORDS.index(n), colour, plural_noun(noun))
                  for n, colour, noun in _PHRASE.findall(prompt))
 
 

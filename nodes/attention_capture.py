@@ -1,6 +1,8 @@
 """NuminaAttentionCapture: phase 1 of NUMINA, the short reference pass that reads attention."""
 from __future__ import annotations
 
+import torch
+
 import comfy.sample
 import comfy.samplers
 import comfy.utils
@@ -137,7 +139,6 @@ class NuminaAttentionCapture(io.ComfyNode):
 
 
 def _empty_capture(grid, targets: Targets, step: int, steps: int, block: int, info) -> Capture:
-    import torch
     return Capture(grid=grid, targets=targets, nouns=(),
                    self_features=torch.zeros(grid.frames, grid.tokens_per_frame, 3),
                    chosen_heads=torch.zeros(grid.frames, dtype=torch.long),

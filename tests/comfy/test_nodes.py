@@ -151,8 +151,7 @@ def test_guide_touches_cond_rows_at_layout_positions_only(run, pack, form):
     changed = (out[1] - reference[1]).abs().amax(-1) > 1e-6
     labels = refined.nouns[0].labels.reshape(-1)
     edited = (labels == -1) | (labels >= 100)
-    frame_of_step = edited.reshape(refined.grid.frames, -1)
-    assert bool(frame_of_step.any()), "the pipeline's layout must have edits"
+    assert bool(edited.any()), "the pipeline's layout must have edits"
     assert bool(changed[edited].any()), "edited positions must be biased"
     assert not bool(changed[~edited].any()), "only rows at the layout's edited positions may change"
 

