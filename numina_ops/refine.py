@@ -20,6 +20,11 @@ every other instance.  The published cost's overlap term is therefore always 0 h
 step-2 grid has no valid place, the step-1 grid is searched, then the default disk is tried if
 it is smaller than the template; when nothing fits, the frame keeps fewer instances and the
 noun's notes say so ("frame 7: no room for 2 more 'apples'").
+
+Nor does the published code look at the prompt's other nouns: an added apple may land on a
+detected pear, and the two biases then fight over the same tokens.  Here an added instance also
+keeps clear of the other nouns' live instances (nouns in prompt order, each seeing the others'
+latest layout); only when that leaves no room is the other nouns' space allowed, with a note.
 """
 from __future__ import annotations
 
@@ -68,24 +73,26 @@ def template_for(labels: np.ndarray) -> np.ndarray:
     return mask[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
 
 
-def valid_offsets(labels: np.ndarray, template: np.ndarray) -> np.ndarray:
+def valid_offsets(labels: np.ndarray, template: np.ndarray, others: np.ndarray | None = None) -> np.ndarray:
     """[H-th+1, W-tw+1] bool: top-left offsets where the template may be placed.
 
-    The template may cover background tokens only, none of them 8-adjacent to a live token.
+    The template may cover background tokens only, none of them 8-adjacent to a live token
+    (of this noun, or of `others`: the other nouns' live tokens, bool [H, W]).
     """
     height, width = labels.shape
     th, tw = template.shape
     if th > height or tw > width:
         return np.zeros((0, 0), dtype=bool)
-    blocked = (labels != 0) | ndimage.binary_dilation(labels > 0, structure=_EIGHT)
+    live = labels > 0 if others is None else (labels > 0) | others
+    blocked = (labels != 0) | ndimage.binary_dilation(live, structure=_EIGHT)
     hits = correlate2d(blocked.astype(np.int32), template.astype(np.int32), mode="valid")
     return hits == 0
 
 
 def _place(labels: np.ndarray, template: np.ndarray, previous: tuple[float, float] | None,
-           step: int) -> tuple[int, int] | None:
+           step: int, others: np.ndarray | None = None) -> tuple[int, int] | None:
     """Best top-left offset of the template on the grid of `step`, or None."""
-    ok = valid_offsets(labels, template)
+    ok = valid_offsets(labels, template, others)
     if ok.size == 0:
         return None
     grid = np.zeros_like(ok)
@@ -109,7 +116,8 @@ def _place(labels: np.ndarray, template: np.ndarray, previous: tuple[float, floa
     return int(y0[best]), int(x0[best])
 
 
-def _add_one(labels: np.ndarray, label: int, previous: tuple[float, float] | None) -> tuple[float, float] | None:
+def _add_one(labels: np.ndarray, label: int, previous: tuple[float, float] | None,
+             others: np.ndarray | None = None) -> tuple[float, float] | None:
     """Add one instance in place; returns its centre, or None when nothing fits."""
     template = template_for(labels)
     tries = [(template, PLACEMENT_STEP), (template, 1)]
@@ -117,7 +125,7 @@ def _add_one(labels: np.ndarray, label: int, previous: tuple[float, float] | Non
     if disk.sum() < template.sum():
         tries += [(disk, PLACEMENT_STEP), (disk, 1)]
     for shape, step in tries:
-        spot = _place(labels, shape, previous, step)
+        spot = _place(labels, shape, previous, step, others)
         if spot is not None:
             y0, x0 = spot
             th, tw = shape.shape
@@ -129,8 +137,11 @@ def _add_one(labels: np.ndarray, label: int, previous: tuple[float, float] | Non
 
 def refine_frame(labels: np.ndarray, target: int,
                  previous_centres: dict[int, tuple[float, float]] | None = None,
+                 others: np.ndarray | None = None,
                  ) -> tuple[np.ndarray, dict[int, tuple[float, float]], int]:
-    """One frame -> (refined labels, centres of its added instances by label, instances short)."""
+    """One frame -> (refined labels, centres of its added instances by label, instances short).
+
+    `others` (bool [H, W]): the other nouns' live tokens, kept clear by added instances."""
     labels = labels.astype(np.int32).copy()
     previous_centres = previous_centres or {}
     target = max(int(target), 0)
@@ -148,7 +159,7 @@ def refine_frame(labels: np.ndarray, target: int,
         rank += 1
         if label in centres:
             continue
-        centre = _add_one(labels, label, previous_centres.get(label))
+        centre = _add_one(labels, label, previous_centres.get(label), others)
         if centre is None:
             short = target - len(live_ids(labels))
             break
@@ -156,14 +167,23 @@ def refine_frame(labels: np.ndarray, target: int,
     return labels, centres, short
 
 
-def refine_noun(noun: NounLayout, target: int) -> NounLayout:
-    """Refine every frame of one noun, frames in order (added centres carried forward)."""
+def refine_noun(noun: NounLayout, target: int, others: np.ndarray | None = None) -> NounLayout:
+    """Refine every frame of one noun, frames in order (added centres carried forward).
+
+    `others` (bool [F, H, W]): the other nouns' live tokens; an added instance keeps clear of
+    them unless that leaves no room at all (then it may use their space, with a note)."""
     frames = noun.labels.detach().cpu().numpy()
     notes = list(noun.notes)
     out = np.empty_like(frames, dtype=np.int32)
     last_centres: dict[int, tuple[float, float]] = {}
     for f in range(frames.shape[0]):
-        out[f], centres, short = refine_frame(frames[f], target, last_centres)
+        clear = None if others is None or not others[f].any() else others[f]
+        out[f], centres, short = refine_frame(frames[f], target, last_centres, clear)
+        if short and clear is not None:
+            retry = refine_frame(frames[f], target, last_centres)
+            if retry[2] < short:
+                out[f], centres, short = retry
+                notes.append(f"frame {f}: no free room, added {noun.noun!r} may overlap other nouns' instances")
         last_centres.update(centres)
         if short:
             notes.append(f"frame {f}: no room for {short} more {noun.noun!r}")
@@ -179,13 +199,14 @@ def refine_layout(layout: Layout, targets: Targets | None = None) -> Layout:
     or a negative target) is left as detected, with a note saying so.
     """
     wanted = (targets if targets is not None else layout.targets).as_dict()
-    nouns = []
-    for noun in layout.nouns:
+    nouns = list(layout.nouns)
+    for i, noun in enumerate(nouns):
         target = wanted.get(noun.noun, noun.target if targets is None else -1)
         if target is None or target < 0:
-            nouns.append(dataclasses.replace(noun, notes=noun.notes + (
-                f"{noun.noun!r} has no target count: left as detected",)))
+            nouns[i] = dataclasses.replace(noun, notes=noun.notes + (
+                f"{noun.noun!r} has no target count: left as detected",))
             continue
-        nouns.append(refine_noun(noun, int(target)))
+        others = [(other.labels > 0).cpu().numpy() for j, other in enumerate(nouns) if j != i]
+        nouns[i] = refine_noun(noun, int(target), np.any(others, axis=0) if others else None)
     return dataclasses.replace(layout, nouns=tuple(nouns), refined=True,
                                targets=targets if targets is not None else layout.targets)

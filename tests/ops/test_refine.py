@@ -168,3 +168,38 @@ def test_nouns_without_targets_are_left_as_detected():
     noun = refined.nouns[0]
     assert torch.equal(noun.labels, layout.nouns[0].labels)
     assert any("no target" in n for n in noun.notes)
+
+
+def two_noun_layout(apples: np.ndarray, pears: np.ndarray, want_apples: int, want_pears: int) -> Layout:
+    f, h, w = apples.shape
+    targets = Targets(prompt=f"{want_apples} apples and {want_pears} pears",
+                      items=(CountTarget("apples", want_apples, (2, 8)), CountTarget("pears", want_pears, (15, 20))))
+    nouns = tuple(NounLayout(noun=name, target=k, token_positions=(i + 1,), labels=torch.from_numpy(x.astype(np.int32)),
+                             counts=tuple(len(np.unique(fr[fr > 0])) for fr in x))
+                  for i, (name, k, x) in enumerate((("apples", want_apples, apples), ("pears", want_pears, pears))))
+    return Layout(grid=TokenGrid(f, h, w), targets=targets, nouns=nouns)
+
+
+def test_added_instances_keep_clear_of_the_other_nouns_objects():
+    """The cheapest spot for a new apple is next to the existing one, where a pear already is:
+    the apple goes elsewhere, and no added token touches a pear."""
+    apples = np.zeros((1, 12, 12), dtype=np.int32)
+    pears = np.zeros((1, 12, 12), dtype=np.int32)
+    apples[0, 5:7, 2:4] = 1
+    pears[0, 4:8, 5:9] = 1
+    refined = refine_layout(two_noun_layout(apples, pears, 2, 1))
+    added = refined.noun("apples").labels.numpy()[0] >= FIRST_ADDED
+    assert added.any() and refined.noun("apples").counts == (2,)
+    assert not (ndimage.binary_dilation(pears[0] > 0, structure=EIGHT) & added).any()
+    assert refined.noun("pears").counts == (1,)
+
+
+def test_other_nouns_space_is_used_only_when_nothing_else_fits():
+    apples = np.zeros((1, 8, 8), dtype=np.int32)
+    pears = np.zeros((1, 8, 8), dtype=np.int32)
+    apples[0, 0:2, 0:2] = 1
+    pears[0, 2:8, 0:8] = 1            # the pears fill (or touch) the rest of the frame
+    refined = refine_layout(two_noun_layout(apples, pears, 2, 1))
+    noun = refined.noun("apples")
+    assert noun.counts == (2,)
+    assert any("may overlap other nouns" in n for n in noun.notes)
