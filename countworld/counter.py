@@ -3,8 +3,10 @@
 Works on the model's normalised latent space (`latent_format.process_in(KSampler output)`): each
 latent pixel is given the nearest of the world's fixed codes (background or a (colour, noun) code);
 the pixels of one noun form connected components (8-connected), and components smaller than
-`min_area` latent pixels are specks, not objects.  World objects' cores are always one latent pixel
-apart, so on the world's own videos this is exact (tests/countworld/test_counter.py).
+`min_area` latent pixels are specks, not objects.  MIN_AREA is about a third of the smallest
+object core the world draws (16 latent pixels; the first, 20 x 20 world used 2 of about 6).
+World objects' cores are always one latent pixel apart, so on the world's own videos this is
+exact (tests/countworld/test_counter.py).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from skimage.measure import label
 
 from countworld.world import CODEBOOK, LATENT_CHANNELS, NOUNS
 
-MIN_AREA = 2
+MIN_AREA = 6
 
 _PROTOTYPES, _LABELS = CODEBOOK.prototypes()
 _NOUN_OF_PROTOTYPE = np.array([-1 if lab is None else NOUNS.index(lab[1]) for lab in _LABELS])

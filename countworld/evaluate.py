@@ -7,7 +7,7 @@ MODEL) plus a CLI for the plain-sampling baseline:
         --json benchmarks/countworld_baseline.json
 
 Graph per video: UNETLoader -> ModelSamplingSD3 (shift 3) ; NuminaTinyTextEncoderLoader ->
-CLIPTextEncode (prompt, and "" as negative) ; EmptyHunyuanLatentVideo (160 x 160, 5 frames) ->
+CLIPTextEncode (prompt, and "" as negative) ; EmptyHunyuanLatentVideo (256 x 256, 5 frames) ->
 KSampler (euler, simple, CFG 1, 25 steps), node classes called in-process.  CFG 1 was chosen on the
 tuning set (count accuracy 0.27 at CFG 1, 0.10 at 1.5, speckled overcounts at 2 and 4), never on the
 held-out set.
@@ -81,7 +81,7 @@ class ComfyPipeline:
 
     def sample(self, prompt: str, seed: int, steps: int = DEFAULTS["steps"], cfg: float = DEFAULTS["cfg"],
                model: Any = None, negative: str = "") -> torch.Tensor:
-        """KSampler output (raw latent [1, 16, 2, 20, 20]) for one prompt and seed; `model` may be a
+        """KSampler output (raw latent [1, 16, 2, 32, 32]) for one prompt and seed; `model` may be a
         patched clone of self.model (e.g. with a count-correction method attached)."""
         out = self.nodes.KSampler().sample(model if model is not None else self.model, seed, steps, cfg,
                                            DEFAULTS["sampler_name"], DEFAULTS["scheduler"], self.encode(prompt),

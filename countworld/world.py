@@ -9,9 +9,12 @@ yields, i.e. what the diffusion model denoises).  Every (colour, noun) pair has 
 The background is the code that previews as mid grey.  Pictures come from a FIXED decode:
 process_out, then the preview matrix, upsampled 8x (`decode_rgb`).
 
-Geometry: latent 16 x 2 frames x 20 x 20 (EmptyHunyuanLatentVideo width=height=160, length=5);
-tokens are 10 x 10 per latent frame after the (1, 2, 2) patch.  Objects are anti-aliased circles,
-squares and triangles of about 3 latent pixels, moving slowly (0.3-1 latent px per latent frame).
+Geometry: latent 16 x 2 frames x 32 x 32 (EmptyHunyuanLatentVideo width=height=256, length=5);
+tokens are 16 x 16 per latent frame after the (1, 2, 2) patch.  Objects are anti-aliased circles,
+squares and triangles about 5.5 latent pixels (about 3 tokens) across, moving slowly (0.5-1.5
+latent px per latent frame).  Why this size: an object must cover several attention tokens for any
+method that reads instances from attention maps to resolve it, as objects do in real Wan videos
+(a 480p frame is 30 x 52 tokens); a first version with 1.5-token objects could not be read at all.
 Objects never overlap: the solid cores (coverage >= 0.5) of two objects are always at least one
 latent pixel apart (8-connected), while their soft rims may meet ("touching" in the decoded picture;
 a pixel shows the object that covers it most).  Ground
@@ -28,13 +31,13 @@ import numpy as np
 
 LATENT_CHANNELS = 16
 LATENT_FRAMES = 2
-LATENT_HEIGHT = 20
-LATENT_WIDTH = 20
+LATENT_HEIGHT = 32
+LATENT_WIDTH = 32
 VIDEO_WIDTH = LATENT_WIDTH * 8      # EmptyHunyuanLatentVideo inputs that give this latent
 VIDEO_HEIGHT = LATENT_HEIGHT * 8
 VIDEO_LENGTH = (LATENT_FRAMES - 1) * 4 + 1
 MAX_COUNT = 8                       # per noun
-MAX_OBJECTS = 10                    # per video (room on a 20 x 20 latent)
+MAX_OBJECTS = 10                    # per video (room on a 32 x 32 latent)
 
 NOUNS = ("circles", "squares", "triangles")
 SINGULAR = {"circles": "circle", "squares": "square", "triangles": "triangle"}
@@ -51,7 +54,7 @@ _NOUN_NULL_NORM = 2.6
 _COLOUR_NULL_NORM = 1.4
 _CODE_SEED = 20240611
 _SUPERSAMPLE = 4
-_BASE_SIZE = 1.55                   # circle radius in latent pixels
+_BASE_SIZE = 2.8                    # circle radius in latent pixels
 
 
 # ----------------------------------------------------------------------------- codes and decoding
@@ -237,7 +240,7 @@ def render(targets_or_objects: Sequence[tuple[str, str]], rng: np.random.Generat
         for _ in range(max_tries):
             size = _BASE_SIZE * rng.uniform(0.9, 1.1)
             margin = 1.2 * size
-            speed = rng.uniform(0.3, 1.0)
+            speed = rng.uniform(0.5, 1.5)
             angle = rng.uniform(0, 2 * math.pi)
             vy, vx = speed * math.sin(angle), speed * math.cos(angle)
             span_y, span_x = abs(vy) * (frames - 1), abs(vx) * (frames - 1)

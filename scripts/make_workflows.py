@@ -32,8 +32,8 @@ TINY_MODEL = "numina_tiny_wan21_t2v.safetensors"
 TINY_TEXT_ENCODER = "numina_tiny_umt5.safetensors"
 TINY_VAE = "numina_tiny_wan21_vae.safetensors"
 
-# CountWorld's geometry (countworld/world.py: 20 x 20 latent, 2 latent frames).
-DEMO_WIDTH, DEMO_HEIGHT, DEMO_LENGTH = 160, 160, 5
+# CountWorld's geometry (countworld/world.py: 32 x 32 latent, 2 latent frames).
+DEMO_WIDTH, DEMO_HEIGHT, DEMO_LENGTH = 256, 256, 5
 DEMO_PROMPT = "three red circles drifting on a grey background"
 DEMO_SEED = 7
 

@@ -59,7 +59,7 @@ def test_singular_for_one_and_empty_prompts_exist():
 
 def test_decoded_pictures_show_grey_background_and_the_named_colour():
     video = world.video_for([world.Target(1, "red", "circles")], np.random.default_rng(0))
-    rgb = world.decode_rgb(video.latent).astype(int)          # [T, 160, 160, 3]
+    rgb = world.decode_rgb(video.latent).astype(int)          # [T, 256, 256, 3]
     assert rgb.shape == (world.LATENT_FRAMES, world.VIDEO_HEIGHT, world.VIDEO_WIDTH, 3)
     background = rgb[0][np.repeat(np.repeat(video.instances[0] == 0, 8, 0), 8, 1)]
     assert np.abs(np.median(background, axis=0) - 128).max() <= 3
