@@ -188,10 +188,10 @@ class CaptureSession(_Session):
 class GuideSession(_Session):
     """Adds the layout's bias to the text cross-attention logits of the cond rows."""
 
-    def __init__(self, info: WanInfo, layout: Layout, form: str) -> None:
+    def __init__(self, info: WanInfo, layout: Layout, form: str, added_floor: float = 0.0) -> None:
         super().__init__(info)
         self.layout = layout
-        self.plan = modulation.build_bias_plan(layout)
+        self.plan = modulation.build_bias_plan(layout, added_floor)
         self.form = form
         self.guided_calls = 0
 

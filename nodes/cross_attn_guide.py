@@ -27,12 +27,16 @@ class NuminaCrossAttnGuide(io.ComfyNode):
                 io.Combo.Input("bias_form", options=FORMS, default="auto",
                                tooltip="auto: the fastest exact form measured (see README); dense: the published "
                                        "dense-mask form; sparse / fast: exact forms that touch only biased rows."),
+                io.Float.Input("added_boost", default=0.0, min=0.0, max=50.0, step=0.5, optional=True,
+                               tooltip="0 = published. Minimum logit boost (times the schedule's strength) for added "
+                                       "instances: raise it (e.g. 6) when added instances do not appear, as on small "
+                                       "models whose noun attention is weak."),
             ],
             outputs=[io.Model.Output(), io.String.Output(display_name="report")],
         )
 
     @classmethod
-    def execute(cls, model, layout, bias_form) -> io.NodeOutput:
+    def execute(cls, model, layout, bias_form, added_boost: float = 0.0) -> io.NodeOutput:
         info = attention_patch.wan_info(model)
         if not isinstance(layout, Layout):
             raise NuminaInputError("connect the 'layout' output of NuminaLayoutRefine to this input")
@@ -52,7 +56,7 @@ class NuminaCrossAttnGuide(io.ComfyNode):
                                         "(or finish the capture's reference_latent with KSamplerAdvanced to skip "
                                         "the second pass).")
         form = modulation.DEFAULT_FORM if bias_form == "auto" else bias_form
-        session = attention_patch.GuideSession(info, layout, form)
+        session = attention_patch.GuideSession(info, layout, form, added_boost)
         edited = ", ".join(n.noun for n in layout.nouns)
         return io.NodeOutput(attention_patch.install(model, session),
                              f"NUMINA guide: biasing {edited} with the {form} form on "

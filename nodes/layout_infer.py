@@ -5,13 +5,10 @@ import dataclasses
 
 from comfy_api.latest import io
 
-from ..numina_ops.layout import infer_layout
+from ..numina_ops.layout import MODES, infer_layout
 from ..numina_ops.records import Capture, Layout, NuminaInputError
 from .preview import counts_text, render_layout
 from .records_io import CAPTURE, LAYOUT
-
-MODES = ["default", "faithful"]
-
 
 def layout_from_capture(capture: Capture, mode: str) -> Layout:
     if not isinstance(capture, Capture):
@@ -37,9 +34,11 @@ class NuminaLayoutInfer(io.ComfyNode):
             description="Finds each counted noun's instances in every latent frame and counts them.",
             inputs=[
                 CAPTURE.Input("capture", tooltip="From NuminaAttentionCapture."),
-                io.Combo.Input("mode", options=MODES, default="default",
+                io.Combo.Input("mode", options=list(MODES), default="default",
                                tooltip="default: this pack's readout (exact on far more scenes); faithful: the "
-                                       "published mean-shift readout, for comparison."),
+                                       "published mean-shift readout, for comparison; cross: the noun's "
+                                       "cross-attention alone, for models whose self-attention does not "
+                                       "separate objects (default then finds nothing: check the preview)."),
             ],
             outputs=[
                 LAYOUT.Output(display_name="layout"),

@@ -20,6 +20,12 @@ rows (video tokens) the refined layout edited:
   ``bias = delta * m_ref - head_mean(logit)``, computed from q and k at call time.
 
 If two nouns share a token column, their biases on a shared row add up.
+
+Not in the published method: ``added_floor`` (default 0, i.e. published) gives every added pixel
+a bias of at least ``added_floor * delta``.  The published matched rule targets ``delta * m_ref``,
+which is a small change when the noun's logits are small next to the row's log-sum-exp (CountWorld's
+tiny model: noun logits 1-3 against a log-sum-exp of 5-7, so the noun holds 1-20 % of the
+attention) and a decrease when ``m_ref`` is negative; there the added instances are ignored.
 """
 from __future__ import annotations
 
@@ -101,6 +107,7 @@ class BiasPlan:
 
     grid: TokenGrid
     nouns: tuple[NounBias, ...] = ()
+    added_floor: float = 0.0       # added pixels get at least added_floor * delta (0: published)
 
     @property
     def is_empty(self) -> bool:
@@ -125,11 +132,13 @@ def _long(values: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat(values).long() if values else torch.zeros(0, dtype=torch.long)
 
 
-def build_bias_plan(layout: Layout) -> BiasPlan:
+def build_bias_plan(layout: Layout, added_floor: float = 0.0) -> BiasPlan:
     """Refined layout -> compact bias plan (row indices and kinds per noun)."""
     grid = layout.grid
+    if not math.isfinite(added_floor) or added_floor < 0:
+        raise NuminaInputError(f"added_floor must be a finite number >= 0, got {added_floor}")
     if not layout.needs_guidance:
-        return BiasPlan(grid=grid)
+        return BiasPlan(grid=grid, added_floor=float(added_floor))
     per_frame = grid.tokens_per_frame
     nouns = []
     for noun in layout.nouns:
@@ -161,7 +170,7 @@ def build_bias_plan(layout: Layout) -> BiasPlan:
         nouns.append(NounBias(noun=noun.noun, columns=torch.tensor(noun.token_positions, dtype=torch.long),
                               removed_rows=_long(removed), boosted_rows=_long(boosted),
                               matched=tuple(matched)))
-    return BiasPlan(grid=grid, nouns=tuple(nouns))
+    return BiasPlan(grid=grid, nouns=tuple(nouns), added_floor=float(added_floor))
 
 
 # ----------------------------------------------------------------------------- 3. attention
@@ -216,7 +225,7 @@ def row_bias(q: torch.Tensor, k: torch.Tensor, heads: int, plan: BiasPlan, delta
         r_idx = lambda r: torch.searchsorted(rows, r)          # noqa: E731 - position in `rows`
         c_idx = torch.searchsorted(columns, noun.columns)
         for kind_rows, value in ((noun.removed_rows, REMOVED_BIAS * delta),
-                                 (noun.boosted_rows, EMPTY_FRAME_BIAS * delta)):
+                                 (noun.boosted_rows, max(EMPTY_FRAME_BIAS, plan.added_floor) * delta)):
             if kind_rows.numel():
                 values[:, r_idx(kind_rows)[:, None], c_idx[None, :]] += value
         if not noun.matched:
@@ -227,6 +236,8 @@ def row_bias(q: torch.Tensor, k: torch.Tensor, heads: int, plan: BiasPlan, delta
                 return (_split_heads(q[:, r].float(), heads) @ keys.transpose(-1, -2)).mean(dim=1) * scale
             m_ref = head_mean_logits(group.reference_rows).mean(dim=(1, 2))   # [B]
             bias = delta * m_ref[:, None, None] - head_mean_logits(group.rows)
+            if plan.added_floor > 0:
+                bias = bias.clamp(min=plan.added_floor * delta)
             values[:, r_idx(group.rows)[:, None], c_idx[None, :]] += bias
     return RowBias(rows=rows, columns=columns, values=values)
 

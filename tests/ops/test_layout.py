@@ -9,7 +9,7 @@ from sklearn.cluster import estimate_bandwidth as sk_estimate_bandwidth
 from sklearn.metrics import adjusted_rand_score
 
 from numina_ops import layout as L
-from numina_ops.layout import infer_layout, segment_frame
+from numina_ops.layout import MODES, infer_layout, segment_frame
 from numina_ops.records import NuminaInputError, Targets
 from numina_ops.synthetic import make_scene, scene_capture
 
@@ -150,7 +150,7 @@ def test_layout_record_follows_the_label_convention():
         assert ids == list(range(0, noun.counts[f] + 1))
 
 
-@pytest.mark.parametrize("mode", ["default", "faithful"])
+@pytest.mark.parametrize("mode", MODES)
 def test_nan_and_inf_are_read_as_zero_with_a_note(mode):
     scene = make_scene(2, height=16, width=24, frames=2, seed=0)
     cap = scene_capture(scene)
@@ -163,7 +163,7 @@ def test_nan_and_inf_are_read_as_zero_with_a_note(mode):
     assert len(noisy.counts) == 2 and all(c >= 0 for c in noisy.counts)
 
 
-@pytest.mark.parametrize("mode", ["default", "faithful"])
+@pytest.mark.parametrize("mode", MODES)
 def test_flat_or_zero_maps_count_zero(mode):
     features = torch.full((12 * 20, 3), 0.5)
     assert int(segment_frame(features, torch.zeros(12, 20), mode=mode).abs().sum()) == 0
@@ -186,3 +186,17 @@ def test_noun_missing_from_targets_is_laid_out_but_not_counted():
     layout = infer_layout(cap, targets=Targets(prompt="two dogs", items=()))
     assert layout.nouns[0].target == -1
     assert any("no count" in n for n in layout.nouns[0].notes)
+
+
+def test_cross_readout_finds_separate_noun_blobs_and_ignores_specks():
+    """The cross readout: smoothed cross-attention, regions above 35 % of the way from the median
+    to the peak, at least 3 tokens: two blobs are two instances; a one-token speck is none."""
+    cross = np.full((12, 12), 0.01)
+    cross[2:5, 2:5] = 0.2
+    cross[7:10, 6:10] = 0.25
+    cross[0, 11] = 0.3                                      # a single hot token
+    features = torch.zeros(144, 3)
+    labels = segment_frame(features, torch.from_numpy(cross).float(), mode="cross").numpy()
+    assert len(np.unique(labels[labels > 0])) == 2
+    assert labels[3, 3] > 0 and labels[8, 8] > 0 and labels[3, 3] != labels[8, 8]
+    assert labels[0, 11] == 0
