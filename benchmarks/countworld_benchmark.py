@@ -2,9 +2,12 @@
 
 One run compares, on the held-out CountWorld prompts (countworld/prompts.py) and the same seeds:
   plain          KSampler on the trained tiny Wan (countworld/checkpoints)
-  numina         the pack's nodes in a graph run by ComfyUI's executor: Capture -> LayoutInfer
-                 (default readout) -> LayoutRefine -> CrossAttnGuide (auto form) -> KSampler
-  numina_pub     the same graph with the published settings: faithful readout, dense-mask bias
+  numina         the pack's nodes in a graph run by ComfyUI's executor: Capture -> LayoutInfer ->
+                 LayoutRefine -> CrossAttnGuide (auto form) -> KSampler, with this pack's settings
+                 for this model, chosen on the tuning prompts only (countworld/settings.py: cross
+                 readout, capture at step 12 of 25 in block 3, added_boost 15)
+  numina_pub     the same graph with the published settings: capture at the published step and
+                 block (step 20 of 50, block 15 of 30, scaled), faithful readout, dense-mask bias
   best_of_n      plain sampling of extra seeds, the video the counter likes best, with the same
                  wall time per video as `numina` (N = floor(numina time / plain time), >= 1)
 Reports the published metric (per frame, fraction of nouns counted exactly; mean over frames,
@@ -12,9 +15,11 @@ then over prompts), exact-count accuracy by target count, temporal consistency, 
 how often the layout NUMINA reads at the reference step equals the counter's count of the plain
 run's final frames (the method can only fix what it reads correctly).
 
-    nice .numina_env/venv/bin/python benchmarks/countworld_benchmark.py --seeds 2 \
+    .numina_env/venv/bin/python benchmarks/countworld_benchmark.py --seeds 2 --jobs 2 \
         --json benchmarks/results/countworld.json --plot benchmarks/results/countworld.png
-"""
+
+--jobs N splits the prompts over N worker processes (one per core); each video's methods run back
+to back in one worker, so best-of-N's budget is numina's time under the same load.
 from __future__ import annotations
 
 import argparse
@@ -39,6 +44,7 @@ for p in (ROOT, os.path.join(ROOT, "scripts")):
 
 from countworld import counter, evaluate, world  # noqa: E402
 from countworld.prompts import heldout_prompts, tuning_prompts  # noqa: E402
+from countworld.settings import NUMINA_SETTINGS, reference_step_for  # noqa: E402
 
 METHODS = ("plain", "numina", "numina_pub", "best_of_n")
 
@@ -170,37 +176,13 @@ def plot(summaries: dict[str, dict], path: str) -> None:
     fig.savefig(path, dpi=110)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--set", choices=("heldout", "tuning"), default="heldout")
-    parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--limit", type=int, default=0, help="only the first N prompts (CI slice)")
-    parser.add_argument("--steps", type=int, default=evaluate.DEFAULTS["steps"])
-    # CFG 1 chosen on the tuning prompts (plain exact rate 0.21 at CFG 1, 0.13 at 1.5, 0.00 at 2 and 4:
-    # higher CFG made this model over-generate speckle); the held-out prompts were not used.
-    parser.add_argument("--cfg", type=float, default=1.0)
-    parser.add_argument("--methods", default=",".join(METHODS))
-    # This pack's settings for this model, chosen on the tuning prompts (see the README): the
-    # cross readout at step 12 of 25 in the last block.  numina_pub always uses the published ones.
-    parser.add_argument("--mode", default="cross", help="readout of the 'numina' method")
-    parser.add_argument("--reference-step", type=int, default=12, help="capture step of 'numina' (-1: published)")
-    parser.add_argument("--block", type=int, default=3, help="capture block of 'numina' (-1: published)")
-    parser.add_argument("--added-boost", type=float, default=0.0, help="guide's added_boost of 'numina' (0: published)")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--json", default="")
-    parser.add_argument("--plot", default="")
-    args = parser.parse_args()
-
-    torch.set_num_threads(args.threads)
-    methods = [m for m in args.methods.split(",") if m]
-    prompts = heldout_prompts() if args.set == "heldout" else tuning_prompts()
-    if args.limit:
-        prompts = prompts[: args.limit]
+def run_share(args: argparse.Namespace, methods: list[str], prompts: list[str]) -> dict[str, Any]:
+    """Every method on every (prompt, seed) of this share, in one process: the methods of one video
+    run back to back, so best-of-N's budget is numina's time measured under the same load."""
     seeds = list(range(args.seeds))
     runner = Runner(args.steps, args.cfg)
     results: dict[str, list[evaluate.VideoResult]] = {m: [] for m in methods}
-    extra: dict[str, list[int]] = defaultdict(list)
-    started = time.time()
+    drawn: list[int] = []
     for i, prompt in enumerate(prompts):
         for seed in seeds:
             times: dict[str, float] = {}
@@ -213,27 +195,109 @@ def main() -> None:
                                             record=True, added_boost=args.added_boost)
                 elif method == "numina_pub":
                     samples = runner.numina(prompt, seed, "faithful", "dense")
+                elif method.startswith("best_of_") and method[len("best_of_"):].isdigit():
+                    fixed = int(method[len("best_of_"):])        # a fixed N, whatever it costs
+                    samples, n = runner.best_of_n(prompt, seed, float(fixed), 1.0)
                 else:
                     budget = times.get("numina", 2.0 * times.get("plain", 1.0))
                     samples, n = runner.best_of_n(prompt, seed, budget, times.get("plain", budget))
-                    extra["best_of_n_n"].append(n)
+                    drawn.append(n)
                 times[method] = time.time() - t0
                 results[method].append(evaluate.score_counts(prompt, seed, counter.count_samples(samples)[0],
                                                               times[method]))
         line = " | ".join(f"{m} {np.mean([r.score for r in results[m][-len(seeds):]]):.2f}" for m in methods)
         print(f"[{i + 1}/{len(prompts)}] {prompt!r}: {line}", flush=True)
+    return {"videos": {m: [asdict(r) for r in rs] for m, rs in results.items()},
+            "layout_reads": runner.layout_reads, "best_of_n_n": drawn}
 
+
+def run_workers(args: argparse.Namespace, jobs: int) -> list[dict[str, Any]]:
+    """The same command as `jobs` worker processes, each on every jobs-th prompt."""
+    import subprocess
+
+    folder = tempfile.mkdtemp(prefix="numina_countworld_jobs_")
+    argv = [a for a in sys.argv[1:]]
+    procs, outputs = [], []
+    for j in range(jobs):
+        out = os.path.join(folder, f"share{j}.json")
+        outputs.append(out)
+        procs.append(subprocess.Popen([sys.executable, os.path.abspath(__file__), *argv,
+                                       "--share", f"{j}/{jobs}", "--json", out, "--plot", ""]))
+    failed = [j for j, p in enumerate(procs) if p.wait() != 0]
+    if failed:
+        raise SystemExit(f"benchmark worker(s) {failed} failed; see their output above")
+    parts = []
+    for out in outputs:
+        with open(out) as f:
+            parts.append(json.load(f))
+    return parts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--set", choices=("heldout", "tuning"), default="heldout")
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--limit", type=int, default=0, help="only the first N prompts (CI slice)")
+    parser.add_argument("--steps", type=int, default=evaluate.DEFAULTS["steps"])
+    # CFG 1 chosen on the tuning prompts (plain exact rate 0.21 at CFG 1, 0.13 at 1.5, 0.00 at 2 and 4:
+    # higher CFG made this model over-generate speckle); the held-out prompts were not used.
+    parser.add_argument("--cfg", type=float, default=1.0)
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help=f"comma-separated, from {METHODS} or best_of_K (a fixed K seeds, whatever the time)")
+    # This pack's settings for this model, chosen on the tuning prompts (countworld/settings.py);
+    # numina_pub always uses the published ones.
+    parser.add_argument("--mode", default=NUMINA_SETTINGS["mode"], help="readout of the 'numina' method")
+    parser.add_argument("--reference-step", type=int, default=None,
+                        help="capture step of 'numina' (-1: published; default: the tuned step 12 of 25, "
+                             "scaled to --steps)")
+    parser.add_argument("--block", type=int, default=NUMINA_SETTINGS["block"], help="capture block of 'numina' (-1: published)")
+    parser.add_argument("--added-boost", type=float, default=NUMINA_SETTINGS["added_boost"],
+                        help="guide's added_boost of 'numina' (0: published)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="worker processes, each running every jobs-th prompt (use one per core)")
+    parser.add_argument("--share", default="", help=argparse.SUPPRESS)      # "j/jobs": run as a worker
+    parser.add_argument("--json", default="")
+    parser.add_argument("--plot", default="")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    if args.reference_step is None:
+        args.reference_step = reference_step_for(args.steps)
+    methods = [m for m in args.methods.split(",") if m]
+    prompts = heldout_prompts() if args.set == "heldout" else tuning_prompts()
+    if args.limit:
+        prompts = prompts[: args.limit]
+    started = time.time()
+    if args.share:
+        j, jobs = (int(x) for x in args.share.split("/"))
+        part = run_share(args, methods, prompts[j::jobs])
+        with open(args.json, "w") as f:
+            json.dump(part, f)
+        return
+    if args.jobs > 1:
+        parts = run_workers(args, args.jobs)
+    else:
+        parts = [run_share(args, methods, prompts)]
+    results = {m: [evaluate.VideoResult(**{**v, "targets": tuple(tuple(t) for t in v["targets"])})
+                   for part in parts for v in part["videos"][m]] for m in methods}
+    order = {p: i for i, p in enumerate(prompts)}
+    for m in methods:
+        results[m].sort(key=lambda r: (order[r.prompt], r.seed))
+    layout_reads = [r for part in parts for r in part["layout_reads"]]
+    drawn = [n for part in parts for n in part["best_of_n_n"]]
     summaries = {m: evaluate.summarise(results[m]) for m in methods}
     plain_index = {(r.prompt, r.seed): r for r in results.get("plain", [])}
     report = {
         "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
         "set": args.set, "prompts": len(prompts), "seeds": args.seeds, "steps": args.steps, "cfg": args.cfg,
+        "jobs": args.jobs, "threads": args.threads,
         "numina_settings": {"mode": args.mode, "reference_step": args.reference_step, "block": args.block,
                             "added_boost": args.added_boost},
         "minutes": round((time.time() - started) / 60, 1), "summaries": summaries,
-        "best_of_n_mean_n": float(np.mean(extra["best_of_n_n"])) if extra["best_of_n_n"] else None,
-        "layout_read_accuracy_by_target": layout_read_accuracy(runner.layout_reads, plain_index),
-        "layout_reads": runner.layout_reads,
+        "best_of_n_mean_n": float(np.mean(drawn)) if drawn else None,
+        "layout_read_accuracy_by_target": layout_read_accuracy(layout_reads, plain_index),
+        "layout_reads": layout_reads,
         "videos": {m: [asdict(r) for r in rs] for m, rs in results.items()},
     }
     print(f"\nCountWorld benchmark, {report['date']}, {report['machine']}: {len(prompts)} {args.set} prompts x "
