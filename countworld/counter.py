@@ -40,6 +40,32 @@ def noun_map(latent: Union[np.ndarray, torch.Tensor]) -> np.ndarray:
     return _NOUN_OF_PROTOTYPE[d2.argmin(1)].reshape(z.shape[1:])
 
 
+def code_map(latent: Union[np.ndarray, torch.Tensor]) -> np.ndarray:
+    """[T, H, W] int: index into CODEBOOK.prototypes() of each latent pixel's nearest code (0 background)."""
+    z = _as_latent(latent)
+    flat = z.reshape(LATENT_CHANNELS, -1).T
+    d2 = ((flat[:, None, :] - _PROTOTYPES[None].astype(np.float32)) ** 2).sum(-1)
+    return d2.argmin(1).reshape(z.shape[1:])
+
+
+def count_latent_in_colour(latent: Union[np.ndarray, torch.Tensor], colours: dict[str, str],
+                           min_area: int = MIN_AREA) -> dict[str, np.ndarray]:
+    """Stricter: objects per noun per frame counting only pixels of the asked colour
+    ({noun: colour}), so a blob of the right shape code but another colour, or a speckle of
+    mixed codes, does not count."""
+    codes = code_map(latent)
+    counts = {}
+    for noun, colour in colours.items():
+        index = _LABELS.index((colour, noun))
+        per_frame = []
+        for t in range(codes.shape[0]):
+            components = label(codes[t] == index, connectivity=2)
+            areas = np.bincount(components.ravel())[1:]
+            per_frame.append(int((areas >= min_area).sum()))
+        counts[noun] = np.array(per_frame, dtype=np.int64)
+    return counts
+
+
 def count_latent(latent: Union[np.ndarray, torch.Tensor], min_area: int = MIN_AREA) -> dict[str, np.ndarray]:
     """Objects per noun per latent frame: {noun: int array [T]} for every noun of the world."""
     nouns = noun_map(latent)

@@ -11,7 +11,7 @@ from comfy_api.latest import io
 
 from ..numina_ops.prompt import parse_targets
 from ..numina_ops.records import Capture, NuminaInputError, Targets
-from ..numina_ops.tokens import noun_token_positions
+from ..numina_ops.tokens import modifier_token_positions, noun_token_positions
 from ..numina_ops import capture as capture_ops
 from . import attention_patch
 from .records_io import CAPTURE
@@ -109,7 +109,8 @@ class NuminaAttentionCapture(io.ComfyNode):
             capture = _empty_capture(grid, targets, step, steps, block_index, info)
             note = "; ".join(targets.notes) or "no countable noun in the prompt"
             return io.NodeOutput(capture, latent, f"NUMINA: nothing to count ({note}); guidance will be a no-op.")
-        positions = noun_token_positions(targets, token_pieces(clip, prompt))
+        pieces = token_pieces(clip, prompt)
+        positions = noun_token_positions(targets, pieces)
 
         session = attention_patch.CaptureSession(info, grid, block_index, step, positions)
         patched = attention_patch.install(model, session)
@@ -127,7 +128,8 @@ class NuminaAttentionCapture(io.ComfyNode):
             session.reading, session.cross_maps, targets, positions, step_index=step, total_steps=steps,
             block_index=block_index, total_blocks=info.blocks, model_family=info.family,
             meta={"seed": seed, "sampler": sampler_name, "scheduler": scheduler, "cfg": cfg,
-                  "fired": list(session.fired), "sigmas": full_schedule(patched, scheduler, steps)})
+                  "fired": list(session.fired), "sigmas": full_schedule(patched, scheduler, steps),
+                  "modifier_positions": modifier_token_positions(targets, pieces)})
         reference = dict(latent)
         reference["samples"] = samples
         wanted = ", ".join(f"{t.count} x {t.noun}" for t in targets.items)

@@ -188,10 +188,12 @@ class CaptureSession(_Session):
 class GuideSession(_Session):
     """Adds the layout's bias to the text cross-attention logits of the cond rows."""
 
-    def __init__(self, info: WanInfo, layout: Layout, form: str, added_floor: float = 0.0) -> None:
+    def __init__(self, info: WanInfo, layout: Layout, form: str, added_floor: float = 0.0,
+                 with_modifiers: bool = False) -> None:
         super().__init__(info)
         self.layout = layout
-        self.plan = modulation.build_bias_plan(layout, added_floor)
+        extra = layout.meta.get("modifier_positions") if with_modifiers else None
+        self.plan = modulation.build_bias_plan(layout, added_floor, extra)
         self.form = form
         self.guided_calls = 0
 

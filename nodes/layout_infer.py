@@ -10,6 +10,7 @@ from ..numina_ops.records import Capture, Layout, NuminaInputError
 from .preview import counts_text, render_layout
 from .records_io import CAPTURE, LAYOUT
 
+
 def layout_from_capture(capture: Capture, mode: str) -> Layout:
     if not isinstance(capture, Capture):
         raise NuminaInputError("connect the 'capture' output of NuminaAttentionCapture to this input")
@@ -21,7 +22,8 @@ def layout_from_capture(capture: Capture, mode: str) -> Layout:
     return dataclasses.replace(layout, model_family=capture.model_family, total_steps=capture.total_steps,
                                step_index=capture.step_index,
                                meta={**layout.meta, "cross_attention": maps, "mode": mode,
-                                     "sigmas": capture.meta.get("sigmas")})
+                                     "sigmas": capture.meta.get("sigmas"),
+                                     "modifier_positions": capture.meta.get("modifier_positions", {})})
 
 
 class NuminaLayoutInfer(io.ComfyNode):

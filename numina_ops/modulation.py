@@ -21,7 +21,9 @@ rows (video tokens) the refined layout edited:
 
 If two nouns share a token column, their biases on a shared row add up.
 
-Not in the published method: ``added_floor`` (default 0, i.e. published) gives every added pixel
+Not in the published method (both off by default): ``extra_columns`` biases more context
+columns with the noun, e.g. its adjectives: the published bias on the noun token alone adds a
+"circle" whose colour the model picks itself.  ``added_floor`` gives every added pixel
 a bias of at least ``added_floor * delta``.  The published matched rule targets ``delta * m_ref``,
 which is a small change when the noun's logits are small next to the row's log-sum-exp (CountWorld's
 tiny model: noun logits 1-3 against a log-sum-exp of 5-7, so the noun holds 1-20 % of the
@@ -132,8 +134,12 @@ def _long(values: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat(values).long() if values else torch.zeros(0, dtype=torch.long)
 
 
-def build_bias_plan(layout: Layout, added_floor: float = 0.0) -> BiasPlan:
-    """Refined layout -> compact bias plan (row indices and kinds per noun)."""
+def build_bias_plan(layout: Layout, added_floor: float = 0.0,
+                    extra_columns: Optional[dict[str, tuple[int, ...]]] = None) -> BiasPlan:
+    """Refined layout -> compact bias plan (row indices and kinds per noun).
+
+    `extra_columns` ({noun: context positions}) are biased with the noun's own tokens, e.g. the
+    words between its numeral and the noun ("green" in "four green circles"; not published)."""
     grid = layout.grid
     if not math.isfinite(added_floor) or added_floor < 0:
         raise NuminaInputError(f"added_floor must be a finite number >= 0, got {added_floor}")
@@ -167,7 +173,8 @@ def build_bias_plan(layout: Layout, added_floor: float = 0.0) -> BiasPlan:
             reference = int(ids[int(torch.argmin(sizes))])             # first minimum: lowest label
             matched.append(MatchedGroup(rows=added + offset,
                                         reference_rows=torch.nonzero(frame == reference).flatten() + offset))
-        nouns.append(NounBias(noun=noun.noun, columns=torch.tensor(noun.token_positions, dtype=torch.long),
+        columns = sorted(set(noun.token_positions) | set((extra_columns or {}).get(noun.noun, ())))
+        nouns.append(NounBias(noun=noun.noun, columns=torch.tensor(columns, dtype=torch.long),
                               removed_rows=_long(removed), boosted_rows=_long(boosted),
                               matched=tuple(matched)))
     return BiasPlan(grid=grid, nouns=tuple(nouns), added_floor=float(added_floor))

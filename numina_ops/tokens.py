@@ -210,6 +210,31 @@ def span_token_positions(prompt: str, span: tuple[int, int], pieces: Sequence[st
     return positions
 
 
+def modifier_token_positions(targets: Targets, pieces: Sequence[str],
+                             *, context_length: Optional[int] = CONTEXT_LENGTH) -> dict[str, tuple[int, ...]]:
+    """{noun: positions of the words between its numeral and the noun} ("green" in "four green
+    circles"); () when there are none or the numeral is not written before the noun."""
+    found: dict[str, tuple[int, ...]] = {}
+    for t in targets.items:
+        found[t.noun] = ()
+        if not t.numeral:
+            continue
+        at = targets.prompt.rfind(t.numeral, 0, t.span[0])
+        if at < 0:
+            continue
+        start, end = at + len(t.numeral), t.span[0]
+        words = targets.prompt[start:end]
+        if not words.strip():
+            continue
+        start += len(words) - len(words.lstrip())
+        end -= len(words) - len(words.rstrip())
+        try:
+            found[t.noun] = span_token_positions(targets.prompt, (start, end), pieces, context_length=context_length)
+        except NuminaInputError:
+            found[t.noun] = ()
+    return found
+
+
 def noun_token_positions(targets: Targets, pieces: Sequence[str],
                          *, context_length: Optional[int] = CONTEXT_LENGTH) -> dict[str, tuple[int, ...]]:
     """{noun: positions of its pieces} for every target, at the occurrence bound to its numeral."""

@@ -117,7 +117,8 @@ SIGNATURES: dict[str, Signature] = {
                                    _s("layout", "NUMINA_LAYOUT", "preview", "IMAGE", "counts", "STRING")),
     "NuminaLayoutRefine": Signature(_s("layout", "NUMINA_LAYOUT"), (),
                                     _s("layout", "NUMINA_LAYOUT", "preview", "IMAGE", "counts", "STRING")),
-    "NuminaCrossAttnGuide": Signature(_s("model", "MODEL", "layout", "NUMINA_LAYOUT"), ("bias_form", "added_boost"),
+    "NuminaCrossAttnGuide": Signature(_s("model", "MODEL", "layout", "NUMINA_LAYOUT"),
+                                      ("bias_form", "added_boost", "bias_modifiers"),
                                       _s("MODEL", "MODEL", "report", "STRING")),
     "KSampler": Signature(_SAMPLER_INPUTS, ("seed", "steps", "cfg", "sampler_name", "scheduler", "denoise"),
                           _s("LATENT", "LATENT"), seeded=("seed",)),
@@ -400,7 +401,7 @@ def wan_t2v(name: str, title: str, unet: str, vae_name: str, size: tuple[int, in
     capture, infer, refine = _numina_chain(g, model["MODEL"], clip["CLIP"], pos, neg, latent["LATENT"],
                                            sampling, prompt, "preview")
     guide = g.add("NuminaCrossAttnGuide", 5, color=NUMINA_COLOR, model=model["MODEL"], layout=refine["layout"],
-                  bias_form="auto", added_boost=0.0)
+                  bias_form="auto", added_boost=0.0, bias_modifiers=False)
     sampler = g.add("KSampler", 5, model=guide["MODEL"], **sampling.as_widgets(), positive=pos["CONDITIONING"],
                     negative=neg["CONDITIONING"], latent_image=latent["LATENT"], denoise=1.0)
     _video_out(g, sampler["LATENT"], vae["VAE"], fps, f"video/{name}")
@@ -440,9 +441,11 @@ def wan22_a14b() -> Graph:
     capture, infer, refine = _numina_chain(g, high_model["MODEL"], clip["CLIP"], pos, neg, latent["LATENT"],
                                            sampling, prompt, "preview")
     guide_high = g.add("NuminaCrossAttnGuide", 5, title="NUMINA Guide (high noise)", color=NUMINA_COLOR,
-                       model=high_model["MODEL"], layout=refine["layout"], bias_form="auto", added_boost=0.0)
+                       model=high_model["MODEL"], layout=refine["layout"], bias_form="auto", added_boost=0.0,
+                       bias_modifiers=False)
     guide_low = g.add("NuminaCrossAttnGuide", 5, title="NUMINA Guide (low noise)", color=NUMINA_COLOR,
-                      model=low_model["MODEL"], layout=refine["layout"], bias_form="auto", added_boost=0.0)
+                      model=low_model["MODEL"], layout=refine["layout"], bias_form="auto", added_boost=0.0,
+                      bias_modifiers=False)
     first = g.add("KSamplerAdvanced", 6, title="KSamplerAdvanced (high noise)", model=guide_high["MODEL"],
                   add_noise="enable", **sampling.as_widgets("noise_seed"), positive=pos["CONDITIONING"],
                   negative=neg["CONDITIONING"], latent_image=latent["LATENT"], start_at_step=0, end_at_step=10,
@@ -478,12 +481,12 @@ def cpu_demo(unet: str, vae_name: str = TINY_VAE) -> Graph:
     # CountWorld's model: this pack's settings chosen on CountWorld's tuning prompts (README); the
     # tiny random model keeps the published ones
     tuned = COUNTWORLD_SETTINGS if unet == COUNTWORLD_MODEL else dict(reference_step=-1, block=-1, mode="default",
-                                                                      added_boost=0.0)
+                                                                      added_boost=0.0, bias_modifiers=False)
     capture, infer, refine = _numina_chain(g, model["MODEL"], clip["CLIP"], pos, neg, latent["LATENT"],
                                            sampling, DEMO_PROMPT, "numina_demo", tuned["reference_step"],
                                            tuned["block"], tuned["mode"])
     guide = g.add("NuminaCrossAttnGuide", 5, color=NUMINA_COLOR, model=model["MODEL"], layout=refine["layout"],
-                  bias_form="auto", added_boost=tuned["added_boost"])
+                  bias_form="auto", added_boost=tuned["added_boost"], bias_modifiers=tuned["bias_modifiers"])
     sampler = g.add("KSampler", 5, title="KSampler (NUMINA guided)", model=guide["MODEL"], **sampling.as_widgets(),
                     positive=pos["CONDITIONING"], negative=neg["CONDITIONING"], latent_image=latent["LATENT"],
                     denoise=1.0)

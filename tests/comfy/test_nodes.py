@@ -36,8 +36,8 @@ def run(comfy, tiny_model, tiny_clip):
         def refine(self, layout):
             return comfy["NuminaLayoutRefine"].execute(layout).result
 
-        def guide(self, layout, form="auto", model=None):
-            return comfy["NuminaCrossAttnGuide"].execute(model or tiny_model, layout, form).result
+        def guide(self, layout, form="auto", model=None, **optional):
+            return comfy["NuminaCrossAttnGuide"].execute(model or tiny_model, layout, form, **optional).result
 
         def pipeline(self, prompt=PROMPT, override="circles: 5", form="auto", fresh=False):
             key = (prompt, override, form)
@@ -154,6 +154,19 @@ def test_guide_touches_cond_rows_at_layout_positions_only(run, pack, form):
     assert bool(edited.any()), "the pipeline's layout must have edits"
     assert bool(changed[edited].any()), "edited positions must be biased"
     assert not bool(changed[~edited].any()), "only rows at the layout's edited positions may change"
+
+
+def test_added_boost_changes_only_the_added_instances_bias_and_the_default_is_published(run, tiny_model):
+    """added_boost 0 (the default, the published bias) gives the same output as leaving it out;
+    a boost changes the guided run; the cross readout lays out the same capture too."""
+    capture, _, refined, published_model, _ = run.pipeline()
+    boosted_model, _ = run.guide(refined, added_boost=15.0)
+    zero_model, _ = run.guide(refined, added_boost=0.0)
+    published, zero, boosted = (run.sample(m) for m in (published_model, zero_model, boosted_model))
+    assert torch.equal(published, zero)
+    assert not torch.equal(published, boosted)
+    layout, preview, counts = run.layout(capture, mode="cross")
+    assert layout.meta["mode"] == "cross" and "circles" in counts and preview.shape[0] == capture.grid.frames
 
 
 # ----------------------------------------------------------------------------------- bad input

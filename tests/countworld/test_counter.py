@@ -51,3 +51,22 @@ def test_wrong_shapes_are_refused_with_a_clear_message():
         counter.count_latent(np.zeros((4, 2, 20, 20)))
     with pytest.raises(ValueError, match=r"\[B, 16, T, H, W\]"):
         counter.count_samples(torch.zeros(16, 2, 20, 20))
+
+
+def test_the_colour_count_counts_only_the_asked_colour():
+    latent = np.broadcast_to(world.CODEBOOK.background[:, None, None, None], (16, 2, 20, 20)).copy()
+    latent[:, :, 2:5, 2:5] = world.CODEBOOK.codes[("red", "circles")][:, None, None, None]
+    latent[:, :, 10:13, 10:13] = world.CODEBOOK.codes[("blue", "circles")][:, None, None, None]
+    assert counter.count_latent(latent)["circles"].tolist() == [2, 2]
+    assert counter.count_latent_in_colour(latent, {"circles": "red"})["circles"].tolist() == [1, 1]
+    assert counter.count_latent_in_colour(latent, {"circles": "green"})["circles"].tolist() == [0, 0]
+
+
+def test_the_colour_count_equals_the_count_on_generator_output():
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        video = world.sample_video(rng, empty_fraction=0.0)
+        colours = {t.noun: t.colour for t in video.targets}
+        strict, plain = counter.count_latent_in_colour(video.latent, colours), counter.count_latent(video.latent)
+        for noun in colours:
+            assert strict[noun].tolist() == plain[noun].tolist()

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from numina_ops.prompt import parse_targets
 from numina_ops.records import CountTarget, NuminaInputError, Targets
-from numina_ops.tokens import (CONTEXT_LENGTH, noun_token_positions, piece_text, search_token_positions,
+from numina_ops.tokens import (CONTEXT_LENGTH, modifier_token_positions, noun_token_positions, piece_text, search_token_positions,
                                span_token_positions)
 
 VOCABULARY = """three red apples two dogs chase a ball while other watch cats on the table five ducks
@@ -170,6 +170,17 @@ def test_noun_token_positions_maps_every_target(sp: sentencepiece.SentencePieceP
     assert set(positions) == {"dogs", "ball"}
     assert max(positions["dogs"]) < min(positions["ball"])        # the first "dogs", not the second
     assert spelled(pieces, positions["dogs"]) == "dogs" and spelled(pieces, positions["ball"]) == "ball"
+
+
+def test_modifier_positions_are_the_words_between_numeral_and_noun(sp: sentencepiece.SentencePieceProcessor) -> None:
+    prompt = "two fluffy brown dogs and three cats near a red ball"
+    targets = parse_targets(prompt)
+    pieces, _ = comfy_pieces(sp, prompt, word_by_word=False)
+    modifiers = modifier_token_positions(targets, pieces)
+    assert spelled(pieces, modifiers["dogs"]).replace(" ", "") == "fluffybrown"
+    assert modifiers["cats"] == ()                              # "three cats": nothing in between
+    nouns = noun_token_positions(targets, pieces)
+    assert max(modifiers["dogs"]) < min(nouns["dogs"])
 
 
 def test_no_space_after_a_comma(sp: sentencepiece.SentencePieceProcessor) -> None:
