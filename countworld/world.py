@@ -55,6 +55,7 @@ _COLOUR_NULL_NORM = 1.4
 _CODE_SEED = 20240611
 _SUPERSAMPLE = 4
 _BASE_SIZE = 2.8                    # circle radius in latent pixels
+SPEED_RANGE = (0.5, 1.5)            # latent pixels per latent frame
 
 
 # ----------------------------------------------------------------------------- codes and decoding
@@ -240,7 +241,7 @@ def render(targets_or_objects: Sequence[tuple[str, str]], rng: np.random.Generat
         for _ in range(max_tries):
             size = _BASE_SIZE * rng.uniform(0.9, 1.1)
             margin = 1.2 * size
-            speed = rng.uniform(0.5, 1.5)
+            speed = rng.uniform(*SPEED_RANGE)
             angle = rng.uniform(0, 2 * math.pi)
             vy, vx = speed * math.sin(angle), speed * math.cos(angle)
             span_y, span_x = abs(vy) * (frames - 1), abs(vx) * (frames - 1)

@@ -43,7 +43,8 @@ def test_object_cores_never_touch_and_objects_move():
         for obj in video.objects:
             (y0, x0), (y1, x1) = obj.centres[0], obj.centres[-1]
             moved.append(np.hypot(y1 - y0, x1 - x0))
-    assert 0.3 - 1e-9 <= min(moved) and max(moved) <= 1.0 + 1e-9
+    low, high = world.SPEED_RANGE
+    assert low - 1e-9 <= min(moved) and max(moved) <= high + 1e-9
 
 
 def test_singular_for_one_and_empty_prompts_exist():
