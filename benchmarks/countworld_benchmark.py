@@ -129,16 +129,15 @@ class Runner:
                                   "read": {n.noun: list(n.counts) for n in layout.nouns},
                                   "target": {n.noun: n.target for n in layout.nouns}})
 
-    def best_of_n(self, prompt: str, seed: int, budget: float, plain_seconds: float) -> tuple[torch.Tensor, int]:
-        """Plain samples of seeds seed, seed+1000, ... within the budget; the counter picks the best."""
-        n = max(1, int(budget // max(plain_seconds, 1e-6)))
+    def best_of_n(self, prompt: str, seed: int, n: int) -> torch.Tensor:
+        """Plain samples of seeds seed, seed+1000, ... (n of them); the counter picks the best."""
         best, best_score = None, -1.0
         for i in range(n):
             samples = self.plain(prompt, seed + 1000 * i)
             score = evaluate.score_counts(prompt, seed, counter.count_samples(samples)[0]).score
             if score > best_score:
                 best, best_score = samples, score
-        return best, n
+        return best
 
 
 def layout_read_accuracy(reads: list[dict[str, Any]], plain: dict[tuple[str, int], evaluate.VideoResult]) -> dict:
@@ -204,16 +203,18 @@ def run_share(args: argparse.Namespace, methods: list[str], prompts: list[str]) 
                     samples = runner.numina(prompt, seed, "faithful", "dense")
                 elif method.startswith("best_of_") and method[len("best_of_"):].isdigit():
                     fixed = int(method[len("best_of_"):])        # a fixed N, whatever it costs
-                    samples, n = runner.best_of_n(prompt, seed, float(fixed), 1.0)
-                else:
+                    samples = runner.best_of_n(prompt, seed, fixed)
+                else:                                            # as many as fit in numina's time
                     budget = times.get("numina", 2.0 * times.get("plain", 1.0))
-                    samples, n = runner.best_of_n(prompt, seed, budget, times.get("plain", budget))
+                    n = max(1, int(budget // max(times.get("plain", budget), 1e-6)))
+                    samples = runner.best_of_n(prompt, seed, n)
                     drawn.append(n)
                 times[method] = time.time() - t0
-                results[method].append(evaluate.score_counts(prompt, seed, counter.count_samples(samples)[0],
+                normalised = counter.to_model_space(samples)[0]
+                results[method].append(evaluate.score_counts(prompt, seed, counter.count_latent(normalised),
                                                               times[method]))
                 colours = {t.noun: t.colour for t in world.parse_prompt(prompt)}
-                strict = counter.count_latent_in_colour(counter.to_model_space(samples)[0], colours)
+                strict = counter.count_latent_in_colour(normalised, colours)
                 in_colour[method].append(evaluate.score_counts(prompt, seed, strict, times[method]))
         line = " | ".join(f"{m} {np.mean([r.score for r in results[m][-len(seeds):]]):.2f}" for m in methods)
         print(f"[{i + 1}/{len(prompts)}] {prompt!r}: {line}", flush=True)

@@ -32,20 +32,26 @@ def _as_latent(latent: Union[np.ndarray, torch.Tensor]) -> np.ndarray:
     return array
 
 
-def noun_map(latent: Union[np.ndarray, torch.Tensor]) -> np.ndarray:
-    """[T, H, W] int: -1 background, else the index in NOUNS of the nearest code's noun."""
-    z = _as_latent(latent)
-    flat = z.reshape(LATENT_CHANNELS, -1).T                                   # [N, 16]
-    d2 = ((flat[:, None, :] - _PROTOTYPES[None].astype(np.float32)) ** 2).sum(-1)
-    return _NOUN_OF_PROTOTYPE[d2.argmin(1)].reshape(z.shape[1:])
-
-
 def code_map(latent: Union[np.ndarray, torch.Tensor]) -> np.ndarray:
     """[T, H, W] int: index into CODEBOOK.prototypes() of each latent pixel's nearest code (0 background)."""
     z = _as_latent(latent)
-    flat = z.reshape(LATENT_CHANNELS, -1).T
+    flat = z.reshape(LATENT_CHANNELS, -1).T                                   # [N, 16]
     d2 = ((flat[:, None, :] - _PROTOTYPES[None].astype(np.float32)) ** 2).sum(-1)
     return d2.argmin(1).reshape(z.shape[1:])
+
+
+def noun_map(latent: Union[np.ndarray, torch.Tensor]) -> np.ndarray:
+    """[T, H, W] int: -1 background, else the index in NOUNS of the nearest code's noun."""
+    return _NOUN_OF_PROTOTYPE[code_map(latent)]
+
+
+def _objects_per_frame(masks: np.ndarray, min_area: int) -> np.ndarray:
+    """[T, H, W] bool -> [T]: 8-connected components of at least min_area pixels per frame."""
+    counts = np.zeros(masks.shape[0], dtype=np.int64)
+    for t, mask in enumerate(masks):
+        areas = np.bincount(label(mask, connectivity=2).ravel())[1:]
+        counts[t] = int((areas >= min_area).sum())
+    return counts
 
 
 def count_latent_in_colour(latent: Union[np.ndarray, torch.Tensor], colours: dict[str, str],
@@ -54,30 +60,14 @@ def count_latent_in_colour(latent: Union[np.ndarray, torch.Tensor], colours: dic
     ({noun: colour}), so a blob of the right shape code but another colour, or a speckle of
     mixed codes, does not count."""
     codes = code_map(latent)
-    counts = {}
-    for noun, colour in colours.items():
-        index = _LABELS.index((colour, noun))
-        per_frame = []
-        for t in range(codes.shape[0]):
-            components = label(codes[t] == index, connectivity=2)
-            areas = np.bincount(components.ravel())[1:]
-            per_frame.append(int((areas >= min_area).sum()))
-        counts[noun] = np.array(per_frame, dtype=np.int64)
-    return counts
+    return {noun: _objects_per_frame(codes == _LABELS.index((colour, noun)), min_area)
+            for noun, colour in colours.items()}
 
 
 def count_latent(latent: Union[np.ndarray, torch.Tensor], min_area: int = MIN_AREA) -> dict[str, np.ndarray]:
     """Objects per noun per latent frame: {noun: int array [T]} for every noun of the world."""
     nouns = noun_map(latent)
-    counts = {noun: np.zeros(nouns.shape[0], dtype=np.int64) for noun in NOUNS}
-    for t in range(nouns.shape[0]):
-        for i, noun in enumerate(NOUNS):
-            components = label(nouns[t] == i, connectivity=2)
-            if components.max() == 0:
-                continue
-            areas = np.bincount(components.ravel())[1:]
-            counts[noun][t] = int((areas >= min_area).sum())
-    return counts
+    return {noun: _objects_per_frame(nouns == i, min_area) for i, noun in enumerate(NOUNS)}
 
 
 def count_samples(samples: torch.Tensor, min_area: int = MIN_AREA) -> list[dict[str, np.ndarray]]:

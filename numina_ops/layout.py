@@ -305,13 +305,18 @@ def _labels_at(regions: np.ndarray, sequence: list[tuple[float, int, int]], rati
     roots = np.array([root(i) for i in range(len(parent))])
     merged = roots[regions]
     merged[regions == 0] = 0
-    area = np.bincount(merged.ravel(), minlength=len(parent))
-    keep = (area >= MIN_AREA)
+    return _relabel_large(merged, len(parent), MIN_AREA)
+
+
+def _relabel_large(regions: np.ndarray, n_labels: int, min_area: int) -> np.ndarray:
+    """Regions labelled 1..n_labels-1 -> 1..k in label order, those under min_area dropped (0)."""
+    area = np.bincount(regions.ravel(), minlength=n_labels)
+    keep = area >= min_area
     keep[0] = False
-    ids = np.zeros(len(parent), dtype=np.int32)
+    ids = np.zeros(len(area), dtype=np.int32)
     kept = np.flatnonzero(keep)[:MAX_DETECTED]
     ids[kept] = np.arange(1, len(kept) + 1, dtype=np.int32)
-    return ids[merged]
+    return ids[regions]
 
 
 def _oversegment(contrast: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, list[tuple[float, int, int]]]:
@@ -389,15 +394,7 @@ def _segment_cross(cross: np.ndarray) -> np.ndarray:
     smoothed = ndimage.gaussian_filter(cross.astype(np.float64), CROSS_SIGMA, mode="nearest")
     contrast = _contrast(smoothed)
     regions, n = ndimage.label(contrast > CROSS_LEVEL)
-    if n == 0:
-        return np.zeros(cross.shape, dtype=np.int32)
-    area = np.bincount(regions.ravel(), minlength=n + 1)
-    keep = area >= CROSS_MIN_AREA
-    keep[0] = False
-    ids = np.zeros(n + 1, dtype=np.int32)
-    kept = np.flatnonzero(keep)[:MAX_DETECTED]
-    ids[kept] = np.arange(1, len(kept) + 1, dtype=np.int32)
-    return ids[regions]
+    return _relabel_large(regions, n + 1, CROSS_MIN_AREA)
 
 
 # ----------------------------------------------------------------------------------------------
