@@ -18,13 +18,14 @@ def latent_rgb(model, samples: torch.Tensor, upscale: int) -> torch.Tensor:
     latent_format = model.model.latent_format
     if latent_format.latent_rgb_factors is None:
         raise ValueError(f"{type(latent_format).__name__} has no latent preview matrix; use VAEDecode")
-    factors = torch.tensor(latent_format.latent_rgb_factors, dtype=torch.float32)        # [C, 3]
-    bias = torch.tensor(latent_format.latent_rgb_factors_bias or [0.0, 0.0, 0.0], dtype=torch.float32)
+    factors = torch.tensor(latent_format.latent_rgb_factors, dtype=torch.float32, device=samples.device)        # [C, 3]
+    bias = torch.tensor(latent_format.latent_rgb_factors_bias or [0.0, 0.0, 0.0], dtype=torch.float32,
+                        device=samples.device)
     normalised = latent_format.process_in(samples.float())
     rgb = torch.einsum("bcthw,ck->bthwk", normalised, factors) + bias
     rgb = ((rgb + 1.0) / 2.0).clamp(0.0, 1.0)
     rgb = rgb.repeat_interleave(upscale, dim=2).repeat_interleave(upscale, dim=3)
-    repeats = torch.tensor([1] + [4] * (rgb.shape[1] - 1))
+    repeats = torch.tensor([1] + [4] * (rgb.shape[1] - 1), device=rgb.device)
     rgb = rgb.repeat_interleave(repeats, dim=1)
     return rgb.reshape(-1, *rgb.shape[2:])
 

@@ -16,14 +16,13 @@ def layout_from_capture(capture: Capture, mode: str) -> Layout:
         raise NuminaInputError("connect the 'capture' output of NuminaAttentionCapture to this input")
     if not capture.nouns:
         return Layout(grid=capture.grid, targets=capture.targets, nouns=(), step_index=capture.step_index,
-                      total_steps=capture.total_steps, model_family=capture.model_family)
+                      total_steps=capture.total_steps, model_family=capture.model_family,
+                      schedule=capture.schedule, modifier_positions=capture.modifier_positions)
     layout = infer_layout(capture, mode=mode)
     maps = {n.noun: n.cross_attention for n in capture.nouns}
     return dataclasses.replace(layout, model_family=capture.model_family, total_steps=capture.total_steps,
                                step_index=capture.step_index,
-                               meta={**layout.meta, "cross_attention": maps, "mode": mode,
-                                     "sigmas": capture.meta.get("sigmas"),
-                                     "modifier_positions": capture.meta.get("modifier_positions", {})})
+                               meta={**layout.meta, "cross_attention": maps, "mode": mode})
 
 
 class NuminaLayoutInfer(io.ComfyNode):

@@ -79,22 +79,22 @@ def init_tiny_state_dict(spiece_model: bytes, seed: int = 0) -> dict[str, torch.
     vocab_size = processor.get_piece_size()
     target = _clip_target(vocab_size)
     model = target.clip(device="cpu", dtype=torch.float32).umt5xxl.transformer
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(device="cpu").manual_seed(seed)
     state = {}
     for name, tensor in sorted(model.state_dict().items()):
         if name == "shared.weight":
             rows = []
             for i in range(vocab_size):
-                g = torch.Generator().manual_seed(zlib.crc32(processor.id_to_piece(i).encode("utf-8")))
-                rows.append(torch.randn(tensor.shape[1], generator=g))
+                g = torch.Generator(device="cpu").manual_seed(zlib.crc32(processor.id_to_piece(i).encode("utf-8")))
+                rows.append(torch.randn(tensor.shape[1], generator=g, device="cpu"))
             state[name] = torch.stack(rows)
         elif name.endswith("layer_norm.weight"):
             state[name] = torch.ones_like(tensor, dtype=torch.float32)
         elif "relative_attention_bias" in name:
-            state[name] = 0.1 * torch.randn(tensor.shape, generator=generator)
+            state[name] = 0.1 * torch.randn(tensor.shape, generator=generator, device="cpu")
         else:
             fan_in = tensor.shape[-1]
-            state[name] = torch.randn(tensor.shape, generator=generator) * (0.5 / fan_in ** 0.5)
+            state[name] = torch.randn(tensor.shape, generator=generator, device="cpu") * (0.5 / fan_in ** 0.5)
     state["spiece_model"] = torch.frombuffer(bytearray(spiece_model), dtype=torch.uint8).clone()
     return state
 

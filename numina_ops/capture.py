@@ -35,12 +35,16 @@ Choices the paper leaves open (fixed here, so a capture is reproducible):
 * **NaN / inf** in q or k raise :class:`NuminaInputError` naming the tensor and frame (a capture
   from a diverged sample is meaningless; better to say so than to pick a head from NaNs).
 
-Memory: never an L x L matrix; self-attention holds at most one frame times a chunk of heads of
-HW x HW float32 at a time (chunk chosen from ``memory_budget``), cross-attention a chunk of rows
-times heads times the context length.  Everything is computed in float32 and returned on the CPU.
+Memory: never an L x L matrix; self-attention holds a chunk of (frame, head) maps of HW x HW
+float32 at a time (chunk chosen from ``memory_budget``), cross-attention a chunk of rows times
+heads times the context length.  Everything is computed in float32 on the inputs' device (the
+sketch is drawn on the CPU and moved, so CPU and GPU pick the same heads); no step waits on the
+device except one finiteness check per tensor.  :func:`assemble_capture` is the one place results
+move to the CPU.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional, Sequence
@@ -98,13 +102,15 @@ def _head_dim(channels: int, heads: int, name: str) -> int:
     return channels // heads
 
 
-def _float_checked(x: torch.Tensor, name: str, where: str) -> torch.Tensor:
-    x = x.to(torch.float32)
-    if not bool(torch.isfinite(x).all()):
-        raise NuminaInputError(
-            f"{name} contains NaN or inf ({where}); the sampled latent diverged: lower CFG or"
-            f" check the model dtype before capturing")
-    return x
+def _check_finite(x: torch.Tensor, name: str, rows_per_frame: Optional[int] = None) -> None:
+    """One device sync per tensor; on failure the message names the first bad frame (or row)."""
+    if bool(torch.isfinite(x).all()):
+        return
+    first = int((~torch.isfinite(x)).any(dim=-1).nonzero()[0, 0])
+    where = f"frame {first // rows_per_frame}" if rows_per_frame else f"row {first}"
+    raise NuminaInputError(
+        f"{name} contains NaN or inf ({where}); the sampled latent diverged: lower CFG or"
+        f" check the model dtype before capturing")
 
 
 def _heads_first(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -124,9 +130,11 @@ def frame_attention(q_frame: torch.Tensor, k_frame: torch.Tensor) -> torch.Tenso
     return attn
 
 
-def _sketch(n: int, columns: int) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(SKETCH_SEED)
-    return torch.randn(n, columns, generator=gen, dtype=torch.float32)
+@functools.lru_cache(maxsize=8)
+def _sketch(n: int, columns: int, device: torch.device) -> torch.Tensor:
+    """Drawn on the CPU from the fixed seed, then moved: the same numbers on every device."""
+    gen = torch.Generator(device="cpu").manual_seed(SKETCH_SEED)
+    return torch.randn(n, columns, generator=gen, dtype=torch.float32, device="cpu").to(device)
 
 
 def subspace_components(
@@ -143,8 +151,8 @@ def subspace_components(
     """
     h, n, _ = attn.shape
     columns = max(rank, min(columns, n))
-    omega = _sketch(n, columns).expand(h, n, columns)
-    ones = torch.full((h, n, 1), 1.0 / n, dtype=attn.dtype)
+    omega = _sketch(n, columns, attn.device).to(attn.dtype).expand(h, n, columns)
+    ones = torch.full((h, n, 1), 1.0 / n, dtype=attn.dtype, device=attn.device)
     # A^T [Omega, 1/n]: the last column is the column means m
     first = torch.bmm(torch.cat([omega, ones], dim=-1).transpose(1, 2), attn).transpose(1, 2)
     col_mean = first[..., -1:]                                     # [h, n, 1]
@@ -195,32 +203,34 @@ def minmax_columns(components: torch.Tensor) -> torch.Tensor:
 
 def grey_images(normalised: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """[h, n, 3] min-maxed components -> grey [h, H, W] (ITU-R 601 luma weights)."""
-    weights = torch.tensor(GREY_WEIGHTS, dtype=normalised.dtype)
+    weights = torch.tensor(GREY_WEIGHTS, dtype=normalised.dtype, device=normalised.device)
     return (normalised @ weights).reshape(-1, height, width)
 
 
 def sobel_magnitude(grey: torch.Tensor) -> torch.Tensor:
     """Sobel gradient magnitude of [h, H, W], the ``skimage.filters.sobel`` convention."""
     padded = torch.nn.functional.pad(grey[:, None], (1, 1, 1, 1), mode="replicate")
-    smooth = torch.tensor([1.0, 2.0, 1.0], dtype=grey.dtype) / 4
-    deriv = torch.tensor([1.0, 0.0, -1.0], dtype=grey.dtype)
+    smooth = torch.tensor([1.0, 2.0, 1.0], dtype=grey.dtype, device=grey.device) / 4
+    deriv = torch.tensor([1.0, 0.0, -1.0], dtype=grey.dtype, device=grey.device)
     kernels = torch.stack([torch.outer(deriv, smooth), torch.outer(smooth, deriv)])[:, None]
     grads = torch.nn.functional.conv2d(padded, kernels)            # [h, 2, H, W]
     return torch.sqrt((grads ** 2).sum(dim=1) / 2)
 
 
-def _band_index(size: int, bands: int) -> torch.Tensor:
+def _band_index(size: int, bands: int, device: torch.device) -> torch.Tensor:
     """numpy.array_split bands: the first ``size % bands`` are one longer."""
     base, extra = divmod(size, bands)
     lengths = [base + 1] * extra + [base] * (bands - extra)
-    return torch.repeat_interleave(torch.arange(bands), torch.tensor(lengths))
+    return torch.tensor([b for b, length in enumerate(lengths) for _ in range(length)],
+                        dtype=torch.long, device=device)
 
 
 def block_sum_variance(grey: torch.Tensor, blocks: int = SCORE_BLOCKS) -> torch.Tensor:
     """Population variance of the sums of [h, H, W] over a ``blocks x blocks`` grid -> [h]."""
     h, height, width = grey.shape
-    cell = (_band_index(height, blocks)[:, None] * blocks + _band_index(width, blocks)[None, :]).reshape(-1)
-    sums = torch.zeros(h, blocks * blocks, dtype=grey.dtype).index_add_(1, cell, grey.reshape(h, -1))
+    cell = (_band_index(height, blocks, grey.device)[:, None] * blocks
+            + _band_index(width, blocks, grey.device)[None, :]).reshape(-1)
+    sums = torch.zeros(h, blocks * blocks, dtype=grey.dtype, device=grey.device).index_add_(1, cell, grey.reshape(h, -1))
     return sums.var(dim=1, unbiased=False)
 
 
@@ -233,8 +243,18 @@ def score_heads(grey: torch.Tensor) -> torch.Tensor:
 
 
 def heads_per_chunk(tokens_per_frame: int, heads: int, memory_budget: int) -> int:
-    """How many HW x HW float32 maps fit the budget (at least one)."""
+    """How many HW x HW float32 maps fit the budget (at least one, at most ``heads``)."""
     return int(max(1, min(heads, memory_budget // (4 * tokens_per_frame ** 2))))
+
+
+def _frame_head_chunks(frames: Sequence[int], heads: int, per_chunk: int):
+    """(frame, first head, last head + 1) pieces in frame-major order; a piece never spans frames,
+    and consecutive whole frames are grouped when several fit one chunk."""
+    pieces = [(f, h0, min(heads, h0 + per_chunk)) for f in frames for h0 in range(0, heads, per_chunk)]
+    frames_per_chunk = max(1, per_chunk // heads)
+    if frames_per_chunk == 1:
+        return [[p] for p in pieces]
+    return [pieces[i:i + frames_per_chunk] for i in range(0, len(pieces), frames_per_chunk)]
 
 
 def read_self_attention(
@@ -251,37 +271,44 @@ def read_self_attention(
     ``q``, ``k``: one cond row [1, L, heads*d] or [L, heads*d], RMS-normed and RoPE'd, token order
     frame-major.  ``factorise`` swaps the rank-3 factorisation (default: seeded subspace
     iteration); ``frames`` restricts the work to some frames (benchmarks), the others stay zero.
+    Results stay on the inputs' device; the scores of all heads are kept so the pick is one
+    ``argmax`` at the end (first maximum: ties go to the lower head), never a sync per chunk.
     """
     q, k = _as_rows(q, "q"), _as_rows(k, "k")
     if q.shape != k.shape:
         raise NuminaInputError(f"self-attention q {tuple(q.shape)} and k {tuple(k.shape)} differ in shape")
     grid.check_tokens(q.shape[0])
-    _head_dim(q.shape[1], heads, "q")
-    factorise = factorise or subspace_components
+    channels_per_head = _head_dim(q.shape[1], heads, "q")
     n = grid.tokens_per_frame
-    chunk = heads_per_chunk(n, heads, memory_budget)
-    channels_per_head = q.shape[1] // heads
-    features = torch.zeros(grid.frames, n, RANK, dtype=torch.float32)
-    chosen = torch.zeros(grid.frames, dtype=torch.long)
-    scores = torch.zeros(grid.frames, heads, dtype=torch.float32)
-    for f in (range(grid.frames) if frames is None else frames):
-        rows = slice(f * n, (f + 1) * n)
-        best_score, best_features = -math.inf, None
-        for h0 in range(0, heads, chunk):
-            h1 = min(heads, h0 + chunk)
-            cols = slice(h0 * channels_per_head, h1 * channels_per_head)
-            qf = _heads_first(_float_checked(q[rows, cols], "q", f"frame {f}"), h1 - h0)
-            kf = _heads_first(_float_checked(k[rows, cols], "k", f"frame {f}"), h1 - h0)
-            attn = frame_attention(qf, kf)
-            normalised = minmax_columns(fix_signs(factorise(attn)))
-            del attn
-            chunk_scores = score_heads(grey_images(normalised, grid.height, grid.width))
-            scores[f, h0:h1] = chunk_scores
-            top = int(chunk_scores.argmax())
-            if float(chunk_scores[top]) > best_score:               # strict: ties keep the lower head
-                best_score, best_features = float(chunk_scores[top]), normalised[top]
-                chosen[f] = h0 + top
-        features[f] = best_features
+    _check_finite(q, "q", n)
+    _check_finite(k, "k", n)
+    factorise = factorise or subspace_components
+    device = q.device
+    per_chunk = heads_per_chunk(n, heads, memory_budget)
+    frame_list = list(range(grid.frames)) if frames is None else [int(f) for f in frames]
+    q_heads = q.reshape(grid.frames, n, heads, channels_per_head)
+    k_heads = k.reshape(grid.frames, n, heads, channels_per_head)
+    all_features = torch.zeros(grid.frames, heads, n, RANK, dtype=torch.float32, device=device)
+    scores = torch.zeros(grid.frames, heads, dtype=torch.float32, device=device)
+    for chunk in _frame_head_chunks(frame_list, heads, per_chunk):
+        qf = torch.cat([q_heads[f, :, h0:h1].transpose(0, 1) for f, h0, h1 in chunk]).float()   # [c, n, d]
+        kf = torch.cat([k_heads[f, :, h0:h1].transpose(0, 1) for f, h0, h1 in chunk]).float()
+        attn = frame_attention(qf, kf)
+        del qf, kf
+        normalised = minmax_columns(fix_signs(factorise(attn)))
+        del attn
+        chunk_scores = score_heads(grey_images(normalised, grid.height, grid.width))
+        start = 0
+        for f, h0, h1 in chunk:
+            scores[f, h0:h1] = chunk_scores[start:start + h1 - h0]
+            all_features[f, h0:h1] = normalised[start:start + h1 - h0]
+            start += h1 - h0
+    chosen = scores.argmax(dim=1)
+    features = all_features[torch.arange(grid.frames, device=device), chosen]
+    if frames is not None:       # frames not read keep zero features and head 0
+        unread = torch.ones(grid.frames, dtype=torch.bool, device=device)
+        unread[frame_list] = False
+        features[unread] = 0.0
     return SelfAttentionReading(grid=grid, heads=heads, features=features, chosen_heads=chosen,
                                 head_scores=scores)
 
@@ -300,7 +327,7 @@ def _check_positions(noun_positions: Mapping[str, Sequence[int]], context: int) 
             raise NuminaInputError(
                 f"noun {noun!r}: token positions {bad} outside the context of length {context};"
                 f" the positions come from a different tokenizer or prompt")
-        checked[noun] = torch.tensor(positions, dtype=torch.long)
+        checked[noun] = torch.tensor(positions, dtype=torch.long, device="cpu")   # moved by the caller
     return checked
 
 
@@ -321,14 +348,16 @@ def read_cross_attention(
         raise NuminaInputError(
             f"cross-attention q has {q.shape[1]} channels but k_context {k_context.shape[1]}")
     context = k_context.shape[0]
-    positions = _check_positions(noun_positions, context)
-    keys = _heads_first(_float_checked(k_context, "k_context", "cross-attention"), heads)
+    positions = {noun: cols.to(q.device) for noun, cols in _check_positions(noun_positions, context).items()}
+    _check_finite(k_context, "k_context")
+    _check_finite(q, "q", grid.tokens_per_frame)
+    keys = _heads_first(k_context.float(), heads)
     scale = keys.shape[-1] ** -0.5
     rows_per_chunk = int(max(1, memory_budget // (2 * 4 * heads * context)))
-    maps = {noun: torch.empty(grid.tokens, dtype=torch.float32) for noun in positions}
+    maps = {noun: torch.empty(grid.tokens, dtype=torch.float32, device=q.device) for noun in positions}
     for r0 in range(0, grid.tokens, rows_per_chunk):
         r1 = min(grid.tokens, r0 + rows_per_chunk)
-        qs = _heads_first(_float_checked(q[r0:r1], "q", f"cross-attention rows {r0}..{r1 - 1}"), heads)
+        qs = _heads_first(q[r0:r1].float(), heads)
         probs = torch.softmax(torch.bmm(qs, keys.transpose(1, 2)).mul_(scale), dim=-1).mean(dim=0)
         for noun, cols in positions.items():
             maps[noun][r0:r1] = probs[:, cols].mean(dim=1)
@@ -347,9 +376,12 @@ def assemble_capture(
     block_index: int = 0,
     total_blocks: int = 0,
     model_family: str = "wan21",
+    schedule: Sequence[float] = (),
+    modifier_positions: Optional[Mapping[str, Sequence[int]]] = None,
     meta: Optional[dict] = None,
 ) -> Capture:
-    """Both halves -> one Capture; nouns in the order of ``targets``."""
+    """Both halves -> one Capture on the CPU (the one place readings leave the model's device);
+    nouns in the order of ``targets``."""
     nouns = []
     for target in targets.items:
         if target.noun not in noun_maps or target.noun not in noun_positions:
@@ -363,9 +395,13 @@ def assemble_capture(
         nouns.append(NounMaps(noun=target.noun, token_positions=tuple(int(p) for p in noun_positions[target.noun]),
                               cross_attention=cross.detach().to("cpu", torch.float32)))
     return Capture(grid=reading.grid, targets=targets, nouns=tuple(nouns),
-                   self_features=reading.features, chosen_heads=reading.chosen_heads,
-                   head_scores=reading.head_scores, step_index=step_index, total_steps=total_steps,
+                   self_features=reading.features.detach().to("cpu", torch.float32),
+                   chosen_heads=reading.chosen_heads.detach().to("cpu", torch.long),
+                   head_scores=reading.head_scores.detach().to("cpu", torch.float32), step_index=step_index, total_steps=total_steps,
                    block_index=block_index, total_blocks=total_blocks, model_family=model_family,
+                   schedule=tuple(float(x) for x in schedule),
+                   modifier_positions=tuple((noun, tuple(int(p) for p in positions))
+                                            for noun, positions in (modifier_positions or {}).items()),
                    meta=dict(meta or {}))
 
 

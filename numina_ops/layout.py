@@ -105,8 +105,8 @@ def mean_shift(points: torch.Tensor, bandwidth: float, bin_seeding: bool = True,
     seeds = _bin_seeds(x, bandwidth) if bin_seeding else x.clone()
     stop = 1e-3 * bandwidth
     means = seeds.clone()
-    active = torch.ones(means.shape[0], dtype=torch.bool)
-    held = torch.zeros(means.shape[0], dtype=torch.long)
+    active = torch.ones(means.shape[0], dtype=torch.bool, device=x.device)
+    held = torch.zeros(means.shape[0], dtype=torch.long, device=x.device)
     for _ in range(max_iter):
         idx = active.nonzero().squeeze(1)
         if idx.numel() == 0:
@@ -124,13 +124,13 @@ def mean_shift(points: torch.Tensor, bandwidth: float, bin_seeding: bool = True,
     keep = held > 0
     means, held = means[keep], held[keep]
     if means.shape[0] == 0:
-        return torch.zeros(x.shape[0], dtype=torch.long), x.mean(0, keepdim=True)
+        return torch.zeros(x.shape[0], dtype=torch.long, device=x.device), x.mean(0, keepdim=True)
     # Rank by (points held, centre coordinates), strongest first, like sorted(..., reverse=True).
     order_np = np.lexsort(tuple(means.numpy()[:, ::-1].T) + (held.numpy(),))[::-1].copy()
     order = torch.from_numpy(order_np)
     ranked = means[order]
     close = torch.cdist(ranked, ranked) <= bandwidth
-    unique = torch.ones(ranked.shape[0], dtype=torch.bool)
+    unique = torch.ones(ranked.shape[0], dtype=torch.bool, device=ranked.device)
     close_np, unique_np = close.numpy(), unique.numpy()
     for i in range(ranked.shape[0]):
         if unique_np[i]:
@@ -172,8 +172,8 @@ def focus_mask(cross: np.ndarray) -> np.ndarray:
 
 
 def _faithful_features(features: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    rows = torch.linspace(0, 1, height, dtype=torch.float64)
-    cols = torch.linspace(0, 1, width, dtype=torch.float64)
+    rows = torch.linspace(0, 1, height, dtype=torch.float64, device=features.device)
+    cols = torch.linspace(0, 1, width, dtype=torch.float64, device=features.device)
     grid = torch.stack(torch.meshgrid(rows, cols, indexing="ij"), -1).reshape(-1, 2)
     return torch.cat([features.to(torch.float64), COORD_WEIGHT * grid], 1)
 
@@ -493,4 +493,5 @@ def infer_layout(capture: Capture, mode: str = "default", targets: Targets | Non
         meta["missing_nouns"] = tuple(missing)
     return Layout(grid=capture.grid, targets=targets, nouns=tuple(layouts), refined=False,
                   step_index=capture.step_index, total_steps=capture.total_steps,
-                  model_family=capture.model_family, meta=meta)
+                  model_family=capture.model_family, schedule=capture.schedule,
+                  modifier_positions=capture.modifier_positions, meta=meta)

@@ -46,14 +46,11 @@ EMPTY_FRAME_BIAS = 0.8
 DEFAULT_MEMORY_BUDGET = 256 * 2**20
 
 FORMS = ("dense", "sparse", "fast")
-# Set from benchmarks/bench_guided_attention.py, 2026-11-24 (2 shared cores, load ~8, torch 2.13
-# CPU, fp32, L = 32,760, 12 heads, one noun, 10.3% of the pixels biased), time x plain SDPA /
-# extra peak RSS, best of 4: dense 1.21x / +64 MiB, sparse 1.23x / +43 MiB, fast 1.29x / +3 MiB
-# (a second run, best of 1: 1.45x, 1.55x, 1.59x).  All exact: sparse is bit-identical to dense
-# here (same fused CPU kernel), fast is 1.5e-5 from dense and 1.1e-5 from float64.  Dense was the
-# fastest in both runs on this CPU, so it is the default; on GPUs a dense mask rules out flash
-# kernels for every row, where "sparse" (masked kernel on the biased rows only) should win.
-DEFAULT_FORM = "dense"
+# "sparse" everywhere: it is the form that leaves every unbiased row bit-identical to what the
+# attention backend returned (it only rewrites the biased rows), on the CPU (sub-quadratic or SDPA
+# backends) and on CUDA, where the dense float mask moves every row off the flash kernel.  Speed:
+# benchmarks/bench_guided_attention.py (CPU) and benchmarks/gpu_check.py (CUDA); figures in the README.
+DEFAULT_FORM = "sparse"
 
 
 # ----------------------------------------------------------------------------- 1. strength
@@ -119,19 +116,19 @@ class BiasPlan:
     def rows(self) -> torch.Tensor:
         """Sorted unique rows that carry some bias."""
         if not self.nouns:
-            return torch.zeros(0, dtype=torch.long)
+            return torch.zeros(0, dtype=torch.long, device="cpu")
         return torch.unique(torch.cat([n.rows for n in self.nouns]))
 
     @property
     def columns(self) -> torch.Tensor:
         """Sorted unique context columns that carry some bias."""
         if not self.nouns:
-            return torch.zeros(0, dtype=torch.long)
+            return torch.zeros(0, dtype=torch.long, device="cpu")
         return torch.unique(torch.cat([n.columns for n in self.nouns]))
 
 
 def _long(values: list[torch.Tensor]) -> torch.Tensor:
-    return torch.cat(values).long() if values else torch.zeros(0, dtype=torch.long)
+    return torch.cat(values).long() if values else torch.zeros(0, dtype=torch.long, device="cpu")
 
 
 def build_bias_plan(layout: Layout, added_floor: float = 0.0,
@@ -174,13 +171,78 @@ def build_bias_plan(layout: Layout, added_floor: float = 0.0,
             matched.append(MatchedGroup(rows=added + offset,
                                         reference_rows=torch.nonzero(frame == reference).flatten() + offset))
         columns = sorted(set(noun.token_positions) | set((extra_columns or {}).get(noun.noun, ())))
-        nouns.append(NounBias(noun=noun.noun, columns=torch.tensor(columns, dtype=torch.long),
+        nouns.append(NounBias(noun=noun.noun, columns=torch.tensor(columns, dtype=torch.long, device="cpu"),
                               removed_rows=_long(removed), boosted_rows=_long(boosted),
                               matched=tuple(matched)))
     return BiasPlan(grid=grid, nouns=tuple(nouns), added_floor=float(added_floor))
 
 
 # ----------------------------------------------------------------------------- 3. attention
+
+@dataclass(frozen=True)
+class MatchedBias:
+    """One noun's matched rows as flat index tensors: every group of the noun at once."""
+
+    row_slots: torch.Tensor          # [n] long, positions in PreparedPlan.rows of the added pixels
+    added_rows: torch.Tensor         # [n] long, their token rows
+    group_of_added: torch.Tensor     # [n] long, their group
+    reference_rows: torch.Tensor     # [m] long, token rows of every group's reference instance
+    group_of_reference: torch.Tensor  # [m] long
+    reference_sizes: torch.Tensor    # [G] float32, pixels per reference instance
+    column_slots: torch.Tensor       # [T] long, positions in PreparedPlan.columns of the noun's columns
+    columns: torch.Tensor            # [T] long, the noun's context columns
+
+
+@dataclass(frozen=True)
+class PreparedPlan:
+    """A BiasPlan as index tensors on one device, built once per run (and device), so a guided
+    call is a fixed handful of tensor ops that never wait on the device."""
+
+    grid: TokenGrid
+    rows: torch.Tensor               # [R] long, sorted unique biased rows
+    columns: torch.Tensor            # [T] long, sorted unique biased columns
+    unit_bias: torch.Tensor          # [R, T] float32, removed and empty-frame bias per unit of delta
+    matched: tuple[MatchedBias, ...]
+    added_floor: float
+    max_column: int                  # largest column, as a Python int (checked without a sync)
+
+    @property
+    def row_count(self) -> int:
+        return int(self.rows.shape[0])
+
+
+def prepare_plan(plan: BiasPlan, device: torch.device | str) -> PreparedPlan:
+    """Everything a call needs that does not depend on q, k: computed on the CPU, moved once."""
+    rows, columns = plan.rows, plan.columns
+    unit = torch.zeros(rows.numel(), columns.numel(), dtype=torch.float32, device="cpu")
+    matched = []
+    for noun in plan.nouns:
+        c_idx = torch.searchsorted(columns, noun.columns)
+        for kind_rows, value in ((noun.removed_rows, REMOVED_BIAS),
+                                 (noun.boosted_rows, max(EMPTY_FRAME_BIAS, plan.added_floor))):
+            if kind_rows.numel():
+                unit[torch.searchsorted(rows, kind_rows)[:, None], c_idx[None, :]] += value
+        if not noun.matched:
+            continue
+        added = torch.cat([g.rows for g in noun.matched])
+        references = torch.cat([g.reference_rows for g in noun.matched])
+        groups = range(len(noun.matched))
+        matched.append(MatchedBias(
+            row_slots=torch.searchsorted(rows, added).to(device),
+            added_rows=added.to(device),
+            group_of_added=torch.cat([torch.full((g.rows.numel(),), i, dtype=torch.long, device="cpu")
+                                      for i, g in zip(groups, noun.matched)]).to(device),
+            reference_rows=references.to(device),
+            group_of_reference=torch.cat([torch.full((g.reference_rows.numel(),), i, dtype=torch.long, device="cpu")
+                                          for i, g in zip(groups, noun.matched)]).to(device),
+            reference_sizes=torch.tensor([float(g.reference_rows.numel()) for g in noun.matched],
+                                         dtype=torch.float32, device=device),
+            column_slots=c_idx.to(device),
+            columns=noun.columns.to(device)))
+    return PreparedPlan(grid=plan.grid, rows=rows.to(device), columns=columns.to(device),
+                        unit_bias=unit.to(device), matched=tuple(matched), added_floor=plan.added_floor,
+                        max_column=int(columns.max()) if columns.numel() else -1)
+
 
 @dataclass(frozen=True)
 class RowBias:
@@ -209,7 +271,8 @@ def plain_cross_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hea
     return _merge_heads(out)
 
 
-def _check_call(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, plan: BiasPlan) -> None:
+def check_call(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, plan: PreparedPlan) -> None:
+    """Shapes only (no device sync): q [B, L, C] on the plan's grid, k and v [B, ctx, C]."""
     if q.dim() != 3 or k.dim() != 3 or v.dim() != 3:
         raise NuminaInputError(f"q, k, v must be [B, N, heads*d], got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
     if not (q.shape[0] == k.shape[0] == v.shape[0]) or k.shape[:2] != v.shape[:2] or q.shape[2] != k.shape[2]:
@@ -217,72 +280,67 @@ def _check_call(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, p
     if heads < 1 or q.shape[2] % heads or v.shape[2] % heads:
         raise NuminaInputError(f"heads={heads} does not divide the channels {q.shape[2]} / {v.shape[2]}")
     plan.grid.check_tokens(q.shape[1])
-    cols = plan.columns
-    if cols.numel() and int(cols.max()) >= k.shape[1]:
+    if plan.max_column >= k.shape[1]:
         raise NuminaInputError(
-            f"noun token position {int(cols.max())} outside the context of length {k.shape[1]}")
+            f"noun token position {plan.max_column} outside the context of length {k.shape[1]}")
+
+
+def bias_values(q: torch.Tensor, k: torch.Tensor, heads: int, plan: PreparedPlan, delta: float) -> torch.Tensor:
+    """The bias [B, R, T] float32 at strength ``delta`` for these q, k (the matched kind needs them).
+
+    The matched rule uses head-mean logits; the mean over heads of per-head dot products is the
+    full-width dot product divided by the head count, and the mean over a reference instance and
+    the noun's tokens is the dot product of the means: one small matmul per noun, no head loop."""
+    values = (plan.unit_bias * delta).unsqueeze(0).repeat(q.shape[0], 1, 1)
+    scale = (q.shape[2] // heads) ** -0.5 / heads
+    for m in plan.matched:
+        keys = k[:, m.columns].float()                                          # [B, T, C]
+        added_logits = (q[:, m.added_rows].float() @ keys.transpose(1, 2)) * scale   # [B, n, T]
+        group_q = torch.zeros(q.shape[0], m.reference_sizes.shape[0], q.shape[2], dtype=torch.float32,
+                              device=q.device).index_add_(1, m.group_of_reference, q[:, m.reference_rows].float())
+        group_q = group_q / m.reference_sizes[None, :, None]
+        m_ref = (group_q @ keys.mean(dim=1, keepdim=True).transpose(1, 2)).squeeze(-1) * scale   # [B, G]
+        bias = delta * m_ref[:, m.group_of_added, None] - added_logits
+        if plan.added_floor > 0:
+            bias = bias.clamp(min=plan.added_floor * delta)
+        values[:, m.row_slots[:, None], m.column_slots[None, :]] += bias
+    return values
 
 
 def row_bias(q: torch.Tensor, k: torch.Tensor, heads: int, plan: BiasPlan, delta: float) -> RowBias:
-    """Evaluate the plan at strength ``delta`` for these q, k (the matched kind needs them)."""
-    rows, columns = plan.rows, plan.columns
-    values = torch.zeros(q.shape[0], rows.numel(), columns.numel(), dtype=torch.float32)
-    scale = (q.shape[2] // heads) ** -0.5
-    for noun in plan.nouns:
-        r_idx = lambda r: torch.searchsorted(rows, r)          # noqa: E731 - position in `rows`
-        c_idx = torch.searchsorted(columns, noun.columns)
-        for kind_rows, value in ((noun.removed_rows, REMOVED_BIAS * delta),
-                                 (noun.boosted_rows, max(EMPTY_FRAME_BIAS, plan.added_floor) * delta)):
-            if kind_rows.numel():
-                values[:, r_idx(kind_rows)[:, None], c_idx[None, :]] += value
-        if not noun.matched:
-            continue
-        keys = _split_heads(k[:, noun.columns].float(), heads)                # [B, h, T, d]
-        for group in noun.matched:
-            def head_mean_logits(r: torch.Tensor) -> torch.Tensor:            # [B, n, T]
-                return (_split_heads(q[:, r].float(), heads) @ keys.transpose(-1, -2)).mean(dim=1) * scale
-            m_ref = head_mean_logits(group.reference_rows).mean(dim=(1, 2))   # [B]
-            bias = delta * m_ref[:, None, None] - head_mean_logits(group.rows)
-            if plan.added_floor > 0:
-                bias = bias.clamp(min=plan.added_floor * delta)
-            values[:, r_idx(group.rows)[:, None], c_idx[None, :]] += bias
-    return RowBias(rows=rows, columns=columns, values=values)
+    """Evaluate the plan at strength ``delta`` for these q, k (on their device)."""
+    prepared = prepare_plan(plan, q.device)
+    return RowBias(rows=prepared.rows, columns=prepared.columns, values=bias_values(q, k, heads, prepared, delta))
 
 
-def _dense(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, bias: RowBias) -> torch.Tensor:
-    """The published form: a dense [B, 1, L, ctx] float mask passed to SDPA."""
-    mask = torch.zeros(q.shape[0], 1, q.shape[1], k.shape[1], dtype=q.dtype)
-    mask[:, 0, bias.rows[:, None], bias.columns[None, :]] = bias.values.to(q.dtype)
+def _dense(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, plan: PreparedPlan,
+           values: torch.Tensor) -> torch.Tensor:
+    """The published form: a dense [B, 1, L, ctx] float mask passed to SDPA (on CUDA this moves
+    every row off the flash kernel, so unbiased rows change by rounding)."""
+    mask = torch.zeros(q.shape[0], 1, q.shape[1], k.shape[1], dtype=q.dtype, device=q.device)
+    mask[:, 0, plan.rows[:, None], plan.columns[None, :]] = values.to(q.dtype)
     out = F.scaled_dot_product_attention(_split_heads(q, heads), _split_heads(k, heads),
                                          _split_heads(v, heads), attn_mask=mask)
     return _merge_heads(out)
 
 
-def _rows_per_chunk(batch: int, heads: int, context: int, memory_budget: int) -> int:
+def rows_per_chunk(batch: int, heads: int, context: int, memory_budget: int) -> int:
+    """Biased rows recomputed at once: their logits [B, heads, r, ctx] float32 fit the budget."""
     return int(max(1, memory_budget // (3 * 4 * batch * heads * context)))
 
 
-def _exact_rows(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, bias: RowBias,
-                select: torch.Tensor, out: torch.Tensor, memory_budget: int) -> None:
-    """Recompute rows ``bias.rows[select]`` exactly with their bias, into ``out``: the fused SDPA
+def _exact_rows(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, rows: torch.Tensor,
+                columns: torch.Tensor, values: torch.Tensor, out: torch.Tensor, memory_budget: int) -> None:
+    """Recompute ``rows`` exactly with their bias ``values`` [B, r, T], into ``out``: the fused SDPA
     kernel on the gathered rows with a mask of just those rows ([B, 1, r, ctx], not [L, ctx])."""
-    keys, values = _split_heads(k, heads), _split_heads(v, heads)
-    chunk = _rows_per_chunk(q.shape[0], heads, k.shape[1], memory_budget)
-    for s0 in range(0, select.numel(), chunk):
-        sel = select[s0:s0 + chunk]
-        rows = bias.rows[sel]
-        mask = torch.zeros(q.shape[0], 1, rows.numel(), k.shape[1], dtype=q.dtype)
-        mask[..., bias.columns] = bias.values[:, None, sel].to(q.dtype)
-        part = F.scaled_dot_product_attention(_split_heads(q[:, rows], heads), keys, values, attn_mask=mask)
-        out[:, rows] = _merge_heads(part).to(out.dtype)
-
-
-def _sparse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, bias: RowBias,
-            memory_budget: int) -> torch.Tensor:
-    """Plain SDPA for every row, then only the biased rows recomputed exactly."""
-    out = plain_cross_attention(q, k, v, heads)
-    _exact_rows(q, k, v, heads, bias, torch.arange(bias.rows.numel()), out, memory_budget)
-    return out
+    keys, vals = _split_heads(k, heads), _split_heads(v, heads)
+    chunk = rows_per_chunk(q.shape[0], heads, k.shape[1], memory_budget)
+    for s0 in range(0, rows.shape[0], chunk):
+        part_rows = rows[s0:s0 + chunk]
+        mask = torch.zeros(q.shape[0], 1, part_rows.shape[0], k.shape[1], dtype=q.dtype, device=q.device)
+        mask[..., columns] = values[:, None, s0:s0 + chunk].to(q.dtype)
+        part = F.scaled_dot_product_attention(_split_heads(q[:, part_rows], heads), keys, vals, attn_mask=mask)
+        out[:, part_rows] = _merge_heads(part).to(out.dtype)
 
 
 def _plain_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
@@ -298,37 +356,54 @@ def _plain_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: in
     return _merge_heads(F.scaled_dot_product_attention(qh, kh, vh)), None
 
 
-def _fast(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, bias: RowBias,
-          memory_budget: int) -> torch.Tensor:
+def _fast(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, plan: PreparedPlan, values: torch.Tensor,
+          out: torch.Tensor, lse: Optional[torch.Tensor], memory_budget: int) -> torch.Tensor:
     """Exact decomposition for rows whose bias is >= 0 everywhere:
     ``O' = (O + sum_j p_j (e^b_j - 1) v_j) / (1 + sum_j p_j (e^b_j - 1))`` from the unbiased output
-    and the noun columns' probabilities.  Rows with a negative bias go the exact path (there the
-    denominator cancels when the noun holds most of the attention)."""
-    out, lse = _plain_with_lse(q, k, v, heads)
-    positive = (bias.values >= 0).all(dim=2).all(dim=0)
-    _exact_rows(q, k, v, heads, bias, torch.nonzero(~positive).flatten(), out, memory_budget)
+    ``out`` and the noun columns' probabilities.  Rows with a negative bias go the exact path (there
+    the denominator cancels when the noun holds most of the attention).  Which rows are which
+    depends on the values, so this form waits on the device once per call."""
+    positive = (values >= 0).all(dim=2).all(dim=0)
+    negative = torch.nonzero(~positive).flatten()
+    _exact_rows(q, k, v, heads, plan.rows[negative], plan.columns, values[:, negative], out, memory_budget)
     select = torch.nonzero(positive).flatten()
     if select.numel() == 0:
         return out
-    keys = _split_heads(k[:, bias.columns].float(), heads)        # [B, h, T, d]
-    vals = _split_heads(v[:, bias.columns].float(), heads)
+    keys = _split_heads(k[:, plan.columns].float(), heads)        # [B, h, T, d]
+    vals = _split_heads(v[:, plan.columns].float(), heads)
     scale = keys.shape[-1] ** -0.5
     full_keys = _split_heads(k.float(), heads)
-    chunk = _rows_per_chunk(q.shape[0], heads, k.shape[1], memory_budget)
+    chunk = rows_per_chunk(q.shape[0], heads, k.shape[1], memory_budget)
     for s0 in range(0, select.numel(), chunk):
         sel = select[s0:s0 + chunk]
-        rows = bias.rows[sel]
+        rows = plan.rows[sel]
         qr = _split_heads(q[:, rows].float(), heads)                # [B, h, r, d]
         if lse is None:
             row_lse = torch.logsumexp((qr @ full_keys.transpose(-1, -2)) * scale, dim=-1)
         else:
             row_lse = lse[:, :, rows].float()
         probs = torch.exp((qr @ keys.transpose(-1, -2)) * scale - row_lse[..., None])   # [B, h, r, T]
-        weight = probs * torch.expm1(bias.values[:, None, sel])
+        weight = probs * torch.expm1(values[:, None, sel])
         plain = _split_heads(out[:, rows].float(), heads)
         fixed = (plain + weight @ vals) / (1.0 + weight.sum(dim=-1, keepdim=True))
         out[:, rows] = _merge_heads(fixed).to(out.dtype)
     return out
+
+
+def rebias_rows(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, plan: PreparedPlan, delta: float,
+                out: torch.Tensor, form: str = DEFAULT_FORM, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> torch.Tensor:
+    """Turn ``out``, the plain attention of these q rows, into the guided one, in place where the
+    form allows: "sparse" and "fast" rewrite only the biased rows (every other row keeps the
+    bits the attention backend produced), "dense" recomputes every row with the published mask.
+    Returns the guided output (``out`` itself for sparse and fast)."""
+    values = bias_values(q, k, heads, plan, delta)
+    if form == "dense":
+        out.copy_(_dense(q, k, v, heads, plan, values).to(out.dtype))
+        return out
+    if form == "sparse":
+        _exact_rows(q, k, v, heads, plan.rows, plan.columns, values, out, memory_budget)
+        return out
+    return _fast(q, k, v, heads, plan, values, out, None, memory_budget)
 
 
 def guided_cross_attention(
@@ -336,7 +411,7 @@ def guided_cross_attention(
     k: torch.Tensor,
     v: torch.Tensor,
     heads: int,
-    plan: BiasPlan,
+    plan: BiasPlan | PreparedPlan,
     delta: float,
     form: str = DEFAULT_FORM,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
@@ -349,21 +424,26 @@ def guided_cross_attention(
     published dense-mask SDPA), "sparse" (plain SDPA, then the biased rows recomputed exactly) or
     "fast" (exact decomposition for non-negative rows, exact recompute for the others); all three
     agree to float32 rounding.  NaN / inf in the inputs propagate as in plain attention.
-    ``plain_out``: the unbiased output of these rows when the caller has it already (the attention
-    patch does); the sparse form then only recomputes the biased rows.
+    ``plan`` may be prepared already (:func:`prepare_plan`, once per run and device).
+    ``plain_out``: the unbiased output of these rows when the caller has it already.
     """
     if form not in FORMS:
         raise NuminaInputError(f"unknown form {form!r}; choose one of {FORMS}")
-    _check_call(q, k, v, heads, plan)
-    if plan.is_empty or delta == 0.0:
+    prepared = plan if isinstance(plan, PreparedPlan) else prepare_plan(plan, q.device)
+    check_call(q, k, v, heads, prepared)
+    if prepared.row_count == 0 or delta == 0.0:
         return plain_cross_attention(q, k, v, heads)
-    bias = row_bias(q, k, heads, plan, delta)
     if form == "dense":
-        return _dense(q, k, v, heads, bias)
+        return _dense(q, k, v, heads, prepared, bias_values(q, k, heads, prepared, delta))
+    lse = None
+    if plain_out is not None:
+        out = plain_out.clone()
+    elif form == "fast":
+        out, lse = _plain_with_lse(q, k, v, heads)
+    else:
+        out = plain_cross_attention(q, k, v, heads)
+    values = bias_values(q, k, heads, prepared, delta)
     if form == "sparse":
-        if plain_out is not None:   # the caller already paid for plain attention: fix its biased rows
-            out = plain_out.clone()
-            _exact_rows(q, k, v, heads, bias, torch.arange(bias.rows.numel()), out, memory_budget)
-            return out
-        return _sparse(q, k, v, heads, bias, memory_budget)
-    return _fast(q, k, v, heads, bias, memory_budget)
+        _exact_rows(q, k, v, heads, prepared.rows, prepared.columns, values, out, memory_budget)
+        return out
+    return _fast(q, k, v, heads, prepared, values, out, lse, memory_budget)

@@ -1,7 +1,9 @@
 """Small immutable records passed between the steps of the method (and between nodes).
 
 They are self-describing (token grid, steps, targets) so a consumer can refuse a record that
-does not fit its inputs with a clear message.  Tensors inside are CPU tensors.
+does not fit its inputs with a clear message.  Tensors inside are CPU tensors: whatever device
+the model ran on, results cross between nodes on the CPU (moved in one place,
+``numina_ops.capture.assemble_capture``), and each consumer moves what it needs to its device.
 """
 from __future__ import annotations
 
@@ -89,7 +91,10 @@ class Capture:
     block_index: int = 0
     total_blocks: int = 0
     model_family: str = "wan21"
-    meta: dict = field(default_factory=dict, compare=False, hash=False)
+    schedule: tuple[float, ...] = ()    # the whole sigma schedule of the run: the guide finds its step in it
+    modifier_positions: tuple[tuple[str, tuple[int, ...]], ...] = ()   # (noun, context positions of the
+                                        # words between its numeral and the noun), for bias_modifiers
+    meta: dict = field(default_factory=dict, compare=False, hash=False)   # display only
 
 
 # Layout label convention (as the published code): 0 background, 1..99 detected instances,
@@ -126,7 +131,9 @@ class Layout:
     step_index: int = 0
     total_steps: int = 0
     model_family: str = "wan21"
-    meta: dict = field(default_factory=dict, compare=False, hash=False)
+    schedule: tuple[float, ...] = ()    # from the capture (see Capture.schedule)
+    modifier_positions: tuple[tuple[str, tuple[int, ...]], ...] = ()   # from the capture
+    meta: dict = field(default_factory=dict, compare=False, hash=False)   # display only
 
     @property
     def needs_guidance(self) -> bool:
