@@ -7,26 +7,39 @@ Rules (the README quotes them):
 
 1. Numerals.  Number words zero..twenty, thirty..ninety and their compounds ("twenty-one",
    "twenty one"), digits ("3 cats"), "a dozen" (12), "N dozen" (12 N), "half a dozen" (6),
-   "a pair of" (2), "N pairs of" (2 N), "a couple of" (2, with a note: it is sometimes vague),
-   "both" + plural noun (2).  Case does not matter ("Three").  Counts above 99 (the most
-   instances a layout can label) are not counted and get a note.
+   "a pair of" (2), "N pairs of" (2 N), "a duo / trio / quartet / quintet of" (2..5),
+   "a couple of" (2, with a note: it is sometimes vague), "both" + plural noun (2), and
+   multipliers: "cats x3", "cats ×3", "3x cats" (3) when the noun is plural or a person or animal
+   ("2x zoom", "4x slow motion" get a note).  Case does not matter ("Three").  Counts above 99
+   (the most instances a layout can label) are not counted and get a note.
 2. Zero.  "zero cats" asks for none (count 0: every instance found is removed).  "no cats" is a
    negation, not a count: it gets a note (write "zero cats" or override "cats: 0").
 3. Not counts (a note says so, nothing is guessed): vague quantities ("a few", "several",
    "many", "some", "multiple", "lots of", "dozens of", ...), groups ("a herd of", "a group of",
-   "a couple" without "of"), ranges ("two or three", "2-3", "two to three"), approximate or
-   bounded numbers ("at least three", "more than two", "nearly five"), partitives ("two of the
-   dogs"), units of measure or time ("two minutes", "3 years").
-4. The counted noun.  A numeral binds the noun phrase right after it.  The phrase ends at
+   "a couple" without "of"; "a family of four" names no noun for its members: write "four
+   people" or override "family: 4"), ranges ("two or three", "2-3", "two to three"), approximate
+   or bounded numbers ("at least three", "more than two", "nearly five"), partitives ("two of
+   the dogs"), units of measure or time ("two minutes", "3 years"), idioms ("zero gravity",
+   "one way", "one by one"; a list in prompt_words.json), sizes ("3 x 3"), ratios and times
+   ("16:9", "10:30"), and "one" standing for a noun named elsewhere ("a black one").
+4. Numerals that describe.  A numeral and a unit in the singular describe the next noun and
+   count nothing ("a 5 year old girl" -> girl 1, "a 10 second clip", "35 mm film", "24 fps
+   video"), as do "3 piece", "three legged" and the like; "2 story", "4 wheel", "two door" and
+   the like describe a singular noun ("a 2 story house" -> house 1) but count a plural one
+   ("two door handles" -> handles 2).  Right after "a"/"an" any numeral describes ("a 1970
+   car").  A note names each describing numeral.
+5. The counted noun.  A numeral binds the noun phrase right after it.  The phrase ends at
    punctuation, a preposition, a conjunction, a determiner or pronoun, an auxiliary verb
    ("are", "is") or another numeral, and is cut before the verb that follows its noun: an
    "-ing"/"-ed" participle after the noun ("three dogs running", "a man dressed in"), a common
-   verb after a person or animal ("one dog play"), an adverb before a verb ("happily running").
-   Participles before the noun are modifiers ("three running dogs").  For a plural count the
-   head noun is the last word of the first run of plural words ("two sports cars" -> cars,
-   "three brightly-coloured hot air balloons" -> balloons, "three dogs eat fish" -> dogs); for a
-   count of one it is the last word of the phrase ("a hot air balloon" -> balloon).
-5. "a"/"an" count one thing, except the scene: a phrase after a preposition (on, in, at,
+   verb after a person, an animal or a group ("one dog play", "a family having"), an adverb
+   before a verb ("happily running").  Participles before the noun are modifiers ("three running
+   dogs"); so are adjectives before a noun in -ly ("a tiny butterfly" -> butterfly).  For a
+   plural count the head noun is the last word of the first run of plural words ("two sports
+   cars" -> cars, "three brightly-coloured hot air balloons" -> balloons, "three dogs eat fish"
+   -> dogs); for a count of one it is the last word of the phrase ("a hot air balloon" ->
+   balloon).  Emoji between words are skipped ("two 🐶 dogs" -> dogs 2).
+6. "a"/"an" count one thing, except the scene: a phrase after a preposition (on, in, at,
    under, near, beside, across, through, along, over, above, below, behind, inside, into, onto,
    against, by, around, of, with, to, ...) or after a verb ("climbing a tree", "chases a ball")
    counts only when its noun is a person or an animal ("a man with a dog" -> man 1, dog 1;
@@ -35,13 +48,13 @@ Rules (the README quotes them):
    to a skipped phrase is skipped too ("on a table and a chair").  Explicit numerals ("three",
    "3", "one") always count, wherever they are ("two cats on three chairs").  Every skipped
    "a"/"an" phrase gets a note so it can be counted with the override.
-6. The same noun twice.  A noun is counted once: a numeral beats "a"/"an", otherwise the first
+7. The same noun twice.  A noun is counted once: a numeral beats "a"/"an", otherwise the first
    one is kept and a note names the conflict (use the override for the total).  The span of a
    target is the occurrence bound to its numeral ("two dogs chase a ball while other dogs
    watch" -> the first "dogs").
-7. Weight syntax "(three red apples:1.2)" and escaped parentheses are read as ComfyUI reads
+8. Weight syntax "(three red apples:1.2)" and escaped parentheses are read as ComfyUI reads
    them; spans always index the prompt as written.
-8. Override.  A dict or a string "apples: 3, dogs=2" (also ';' or new lines, or JSON).  Nouns
+9. Override.  A dict or a string "apples: 3, dogs=2" (also ';' or new lines, or JSON).  Nouns
    match the prompt case-insensitively and singular/plural tolerant ("apple" matches "apples";
    several words match a phrase: "hot air balloons").  Counts are whole numbers 0..99.  The
    override merges over the parsed targets: it replaces the parsed count of the same noun and
@@ -51,7 +64,9 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping, Optional, Union
 
 from .records import CountTarget, NuminaInputError, Targets
@@ -68,149 +83,61 @@ TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seve
         "eighty": 80, "ninety": 90}
 BIG = {"hundred": 100, "thousand": 1000, "million": 1_000_000}
 
-IRREGULAR_PLURALS = {
-    "people": "person", "children": "child", "men": "man", "women": "woman", "mice": "mouse",
-    "geese": "goose", "feet": "foot", "teeth": "tooth", "oxen": "ox", "lice": "louse",
-    "cacti": "cactus", "fungi": "fungus", "knives": "knife", "wives": "wife", "leaves": "leaf",
-    "wolves": "wolf", "calves": "calf", "halves": "half", "loaves": "loaf", "thieves": "thief",
-    "shelves": "shelf", "elves": "elf", "scarves": "scarf", "hooves": "hoof", "lives": "life",
-    "dwarves": "dwarf", "firemen": "fireman", "policemen": "policeman", "snowmen": "snowman",
-    "fishermen": "fisherman", "gentlemen": "gentleman", "businessmen": "businessman",
-    "policewomen": "policewoman", "businesswomen": "businesswoman", "dice": "die",
-}
-INVARIANT_NOUNS = {"sheep", "fish", "deer", "moose", "bison", "salmon", "trout", "aircraft",
-                   "series", "species", "shrimp", "squid", "swine", "cod", "elk", "reindeer",
-                   "offspring", "spacecraft", "hovercraft"}
-PLURAL_ONLY = {"police", "cattle", "livestock", "poultry", "clothes", "pants", "jeans",
-               "scissors", "glasses", "trousers"}
-OES_PLURALS = {"tomatoes", "potatoes", "heroes", "mangoes", "echoes", "buffaloes", "volcanoes",
-               "mosquitoes", "torpedoes", "dominoes", "flamingoes", "tornadoes", "avocadoes"}
-IES_TO_IE = {"movies", "cookies", "zombies", "rookies", "hoodies", "selfies", "smoothies",
-             "brownies", "goalies", "budgies", "collies", "pixies", "genies", "ties", "lies",
-             "pies", "dies", "birdies", "eyries", "bookies", "calories", "aussies", "magpies",
-             "hippies", "yuppies", "veggies", "kiddies", "doggies", "sweeties", "boogies"}
+WORD_LISTS_FILE = Path(__file__).with_name("prompt_words.json")
 
-PREPOSITIONS = {
-    "on", "in", "at", "under", "near", "beside", "besides", "across", "through", "along", "over",
-    "above", "below", "behind", "inside", "into", "onto", "against", "by", "around", "of", "with",
-    "without", "from", "to", "toward", "towards", "between", "among", "amongst", "beneath",
-    "underneath", "within", "past", "up", "down", "off", "out", "outside", "upon", "via", "next",
-    "during", "after", "before", "like", "for", "about", "atop", "throughout", "beyond",
-    "alongside", "amid", "amidst", "round", "opposite", "beneath", "astride", "inside", "near",
-}
-CONJUNCTIONS = {"and", "or", "but", "nor", "while", "whilst", "as", "that", "which", "who",
-                "whom", "whose", "where", "when", "then", "so", "yet", "because", "if", "than",
-                "plus", "versus", "vs"}
-DETERMINERS = {"a", "an", "the", "this", "these", "those", "their", "his", "her", "its", "our",
-               "my", "your", "each", "every", "some", "any", "no", "another", "other", "all",
-               "both", "several", "many", "few", "most", "such", "either", "neither", "same"}
-PRONOUNS = {"it", "they", "them", "he", "she", "we", "you", "i", "me", "him", "us", "itself",
-            "themselves", "himself", "herself", "each", "one's", "someone", "something",
-            "everyone", "everything", "nobody", "nothing", "there", "here", "together",
-            "nearby", "away", "back", "too", "also", "very", "only", "just", "still", "again"}
-AUXILIARIES = {"is", "are", "was", "were", "be", "been", "being", "am", "has", "have", "had",
-               "do", "does", "did", "can", "could", "will", "would", "shall", "should", "may",
-               "might", "must", "isn't", "aren't", "wasn't", "weren't", "don't", "doesn't"}
-TERMINATORS = PREPOSITIONS | CONJUNCTIONS | DETERMINERS | PRONOUNS | AUXILIARIES
 
-# Common verbs (base and third-person forms) that end a noun phrase after a person or animal.
-_VERB_STEMS = """play run sit stand walk jump eat drink swim fly chase look hold carry ride sleep
-lie read watch sing dance smile wave climb crawl roll bark meow graze drive push pull throw catch
-kick hug kiss feed wear stare wait rest lay hop move spin float glide wander roam hunt lick sniff
-dig chew bite perch soar dive splash paddle sail skate ski surf cook paint write type talk laugh
-cry point open close enter leave cross follow lead pat pet shake turn fall rise stretch yawn gaze
-peek appear emerge approach pass race trot gallop march stroll jog sprint leap bounce tumble slide
-drift hover land gather huddle cuddle nap explore fight share pose lean relax hang sway flutter
-flap stare chirp howl growl purr pounce peck nibble munch sip slurp build fix clean wash brush
-comb dress tie pick grab reach kneel squat bend crouch rush hurry dash wade stomp stalk prowl
-circle nuzzle snuggle sniff lounge bask sunbathe watch observe guard greet meet visit play
-swing balance juggle"""
-VERBS: set[str] = set()
-for _stem in _VERB_STEMS.split():
-    VERBS.add(_stem)
-    if _stem.endswith(("s", "sh", "ch", "x", "z")):
-        VERBS.add(_stem + "es")
-    elif _stem.endswith("y") and _stem[-2:-1] not in "aeiou":
-        VERBS.add(_stem[:-1] + "ies")
-    else:
-        VERBS.add(_stem + "s")
-VERBS |= {"goes", "does", "flies", "lies", "dies", "cries", "tries", "carries", "hurries"}
+def load_word_lists(path: Path = WORD_LISTS_FILE) -> dict[str, Union[list[str], dict[str, Union[str, int]]]]:
+    """The parser's vocabulary, kept as data so that it can be read, extended and checked on its
+    own ({list name: words}; each list's "why" in the file says what the parser does with it)."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return {name: entry["words"] for name, entry in data.items() if not name.startswith("_")}
 
-# Small list of adjectives that may stand before a participle used as a modifier ("a big
-# barking dog"); the head-noun rule needs no general adjective list.
-ADJECTIVES = set("""red orange yellow green blue purple pink brown black white grey gray golden
-silver big small large little tiny huge giant tall short long old young new fat thin happy sad
-cute fluffy furry wild tame wet dry hot cold bright dark colorful colourful shiny fast slow
-beautiful pretty ugly lonely friendly angry sleepy hungry playful lazy busy noisy quiet adult
-baby elderly single lone""".split())
 
-# -ing / -ed words that are nouns, not participles.
-ING_NOUNS = {"building", "ceiling", "painting", "wedding", "string", "spring", "thing", "evening",
-             "morning", "clothing", "drawing", "stocking", "sibling", "duckling", "seedling",
-             "earring", "pudding", "icing", "railing", "awning", "dwelling", "offspring",
-             "lightning", "sapling", "gosling", "herring", "viking", "darling", "dumpling",
-             "sling", "swing", "sting", "wing", "king", "ring", "ping", "bling", "wring",
-             "fledgling", "hatchling", "nestling", "yearling", "foundling", "ceiling",
-             "landing", "crossing", "clearing", "opening", "setting", "stuffing", "filling",
-             "frosting", "topping", "bedding", "housing", "lighting", "carving", "serving",
-             "gelding", "shilling", "rendering", "recording", "footing", "outing"}
-ED_NOUNS = {"shed", "sled", "bed", "red", "sped", "seabed", "hundred", "sacred", "kindred",
-            "flowerbed", "riverbed", "hotbed", "homestead", "bobsled", "watershed", "bred", "fled", "wed"}
+WORD_LISTS = load_word_lists()
+IRREGULAR_PLURALS: dict[str, str] = dict(WORD_LISTS["irregular_plurals"])
+INVARIANT_NOUNS = frozenset(WORD_LISTS["invariant_nouns"])
+PLURAL_ONLY = frozenset(WORD_LISTS["plural_only_nouns"])
+OES_PLURALS = frozenset(WORD_LISTS["oes_plurals"])
+IES_TO_IE = frozenset(WORD_LISTS["ies_to_ie_plurals"])
 
-ANIMATE = set("""person man woman boy girl child kid baby toddler infant teenager teen adult
-lady gentleman guy gal player worker chef cook doctor nurse teacher student soldier police
-policeman policewoman officer firefighter fireman farmer fisherman driver rider cyclist
-biker runner dancer singer musician artist painter athlete swimmer surfer skier skater
-climber hiker tourist traveler traveller friend couple family mother father mom dad parent
-sister brother son daughter grandmother grandfather grandma grandpa husband wife bride groom
-king queen prince princess knight warrior wizard witch pirate robot astronaut clown
-businessman businesswoman customer waiter waitress shopper pedestrian passenger spectator
-audience monk nun priest scientist engineer builder mechanic pilot sailor cowboy cowgirl
-snowman human figure character
-dog puppy cat kitten horse pony foal cow calf bull ox sheep lamb goat pig piglet chicken hen
-rooster chick duck duckling goose gosling turkey bird parrot pigeon dove crow raven eagle hawk
-owl sparrow robin seagull gull swan flamingo penguin ostrich peacock rabbit bunny hare mouse
-rat hamster squirrel chipmunk fox wolf bear cub lion lioness tiger leopard cheetah jaguar
-panther elephant giraffe zebra hippo hippopotamus rhino rhinoceros monkey ape gorilla
-chimpanzee orangutan kangaroo koala panda deer fawn moose elk reindeer camel llama alpaca
-donkey mule bison buffalo yak fish goldfish shark whale dolphin seal otter beaver turtle
-tortoise frog toad snake lizard crocodile alligator dinosaur dragon unicorn butterfly bee
-ant spider ladybug dragonfly crab lobster octopus jellyfish starfish snail worm bat hedgehog
-raccoon skunk badger puppy hound poodle retriever terrier bulldog dachshund corgi husky
-animal pet creature bat""".split())
+PREPOSITIONS = frozenset(WORD_LISTS["prepositions"])
+CONJUNCTIONS = frozenset(WORD_LISTS["conjunctions"])
+DETERMINERS = frozenset(WORD_LISTS["determiners"])
+PRONOUNS = frozenset(WORD_LISTS["pronouns"])
+PHRASE_ENDING_ADVERBS = frozenset(WORD_LISTS["adverbs"])
+AUXILIARIES = frozenset(WORD_LISTS["auxiliaries"])
+TERMINATORS = PREPOSITIONS | CONJUNCTIONS | DETERMINERS | PRONOUNS | PHRASE_ENDING_ADVERBS | AUXILIARIES
 
-# Scenery, time and shot words: an "a"/"an" phrase ending in one of these is the setting.
-SCENERY = set("""sky background foreground field street road beach room water grass ground
-floor wall forest woods park garden yard backyard city town village lake river ocean sea pond
-stream snow ice sand desert mountain hill valley meadow landscape scene sunset sunrise day
-night morning evening afternoon noon dusk dawn view shot photo photograph picture video image
-clip footage closeup close-up frame camera painting illustration drawing render rendering
-style kitchen bedroom livingroom hall hallway office classroom studio stage arena stadium
-shore coast cliff island jungle farm barn countryside horizon fog mist rain storm weather
-light sunlight moonlight lighting atmosphere setting environment area place space surface
-distance middle center centre corner edge side top bottom front back left right lawn
-pasture savanna savannah prairie swamp cave tunnel bridge sidewalk pavement alley square
-plaza market mall shop store restaurant cafe library museum church temple playground
-courtyard porch balcony rooftop roof window doorway sunny cloudy rainy snowy time moment
-world universe space planet galaxy""".split())
 
-COLLECTIVES = set("""couple group crowd herd flock pack swarm school team family bunch pile row
-line set collection troop colony pod gaggle litter band party pair bouquet cluster stack
-series number variety lot handful dozen""".split())
+def _third_person(stem: str) -> str:
+    """"play" -> "plays", "watch" -> "watches", "fly" -> "flies"."""
+    if stem.endswith(("s", "sh", "ch", "x", "z")):
+        return stem + "es"
+    if stem.endswith("y") and stem[-2:-1] not in "aeiou":
+        return stem[:-1] + "ies"
+    return stem + "s"
 
-VAGUE_WORDS = {"few", "several", "many", "some", "multiple", "numerous", "countless", "various",
-               "lots", "plenty", "dozens", "hundreds", "thousands", "millions", "scores",
-               "more", "fewer", "most", "enough", "innumerable", "assorted", "loads", "tons"}
-APPROXIMATORS = (("at", "least"), ("at", "most"), ("more", "than"), ("less", "than"),
-                 ("fewer", "than"), ("up", "to"), ("approximately",), ("roughly",), ("nearly",),
-                 ("almost",), ("about",), ("around",), ("over",), ("under",), ("some",))
+
+VERBS = frozenset(WORD_LISTS["verb_stems"]) | {_third_person(s) for s in WORD_LISTS["verb_stems"]} \
+    | frozenset(WORD_LISTS["verb_forms"])
+ADJECTIVES = frozenset(WORD_LISTS["adjectives"])
+ING_NOUNS = frozenset(WORD_LISTS["ing_nouns"])
+ED_NON_PARTICIPLES = frozenset(WORD_LISTS["ed_non_participles"])
+LY_NOUNS = frozenset(WORD_LISTS["ly_nouns"])
+
+ANIMATE = frozenset(WORD_LISTS["animate"])
+SCENERY = frozenset(WORD_LISTS["scenery"])
+COLLECTIVES = frozenset(WORD_LISTS["collectives"])
+MEASURE_WORDS = frozenset(WORD_LISTS["measure_words"])
+NUMERAL_MODIFIERS = frozenset(WORD_LISTS["numeral_modifiers"])
+NUMERAL_MODIFIERS_BEFORE_SINGULAR = frozenset(WORD_LISTS["numeral_modifiers_before_singular"])
+GROUP_SIZES: dict[str, int] = dict(WORD_LISTS["group_sizes"])
+
+VAGUE_WORDS = frozenset(WORD_LISTS["vague_words"])
+APPROXIMATORS = tuple(tuple(phrase.split()) for phrase in WORD_LISTS["approximators"])
 # These are also prepositions: they approximate a numeral only at the start of a clause.
-AMBIGUOUS_APPROXIMATORS = {"about", "around", "over", "under", "some"}
-MEASURE_WORDS = set("""second seconds minute minutes hour hours day days week weeks month months
-year years decade decades century centuries time times meter meters metre metres centimeter
-centimeters inch inches foot feet mile miles kilometer kilometers km kg kilogram kilograms gram
-grams pound pounds ounce ounces liter liters litre litres degree degrees percent o'clock am pm
-fps frames""".split())
+AMBIGUOUS_APPROXIMATORS = frozenset(WORD_LISTS["approximators_also_prepositions"])
+IDIOMS = tuple(tuple(phrase.split()) for phrase in WORD_LISTS["idioms"])
 
 _WORD = re.compile(r"[^\W_]+(?:['\u2019\-][^\W_]+)*'?")
 
@@ -358,21 +285,32 @@ class _Word:
     is_word: bool       # False for punctuation
 
 
+def _is_decoration(ch: str) -> bool:
+    """Emoji and pictographs, with their joiners, variation selectors and skin tones, carry no
+    grammar: "two 🐶 dogs" reads as "two dogs".  Punctuation and other symbols ("+", "|", "×",
+    "°") still end a phrase."""
+    if ch in "\u200d\u20e3" or "\ufe00" <= ch <= "\ufe0f" or "\U000e0020" <= ch <= "\U000e007f":
+        return True
+    return unicodedata.category(ch) in ("So", "Sk") and ord(ch) >= 0x2000
+
+
 def _words(prompt: str) -> list[_Word]:
     text, index = text_seen_by_tokenizer(prompt)
     out: list[_Word] = []
+
+    def symbols(start: int, stop: int) -> None:
+        for j in range(start, stop):
+            if not text[j].isspace() and not _is_decoration(text[j]):
+                out.append(_Word(text[j], text[j], index[j], index[j] + 1, False))
+
     pos = 0
     for m in _WORD.finditer(text):
-        for j in range(pos, m.start()):
-            if not text[j].isspace():
-                out.append(_Word(text[j], text[j], index[j], index[j] + 1, False))
+        symbols(pos, m.start())
         word = m.group().rstrip("'")
         start, end = m.start(), m.start() + len(word)
         out.append(_Word(word, word.lower().replace("\u2019", "'"), index[start], index[end - 1] + 1, True))
         pos = m.end()
-    for j in range(pos, len(text)):
-        if not text[j].isspace():
-            out.append(_Word(text[j], text[j], index[j], index[j] + 1, False))
+    symbols(pos, len(text))
     return out
 
 
@@ -394,20 +332,99 @@ def _is_numeral(w: _Word) -> bool:
     return w.is_word and (_simple_number(w.lower) is not None or w.lower in BIG or w.lower == "dozen")
 
 
+# "x3" after a noun ("cats x3"), "3x" before one ("3x cats"): a multiplier, also with a space or "×".
+_TIMES_FACTOR = re.compile(r"[1-9]\d*")
+_TIMES_AFTER_NOUN = re.compile(r"x([1-9]\d*)")
+_TIMES_BEFORE_NOUN = re.compile(r"([1-9]\d*)x")
+
+
+def _is_times_sign(w: Optional[_Word]) -> bool:
+    return w is not None and w.lower in ("x", "\u00d7")
+
+
+def _is_multiplier(w: _Word) -> bool:
+    return w.is_word and bool(_TIMES_AFTER_NOUN.fullmatch(w.lower) or _TIMES_BEFORE_NOUN.fullmatch(w.lower))
+
+
+STAND_IN_ONE = ("one", "ones")      # "a black one": stands for a noun named elsewhere
+
+
 def _is_ing(word: str) -> bool:
     return len(word) > 4 and word.endswith("ing") and word not in ING_NOUNS
 
 
 def _is_ed(word: str) -> bool:
-    return len(word) >= 4 and word.endswith("ed") and not word.endswith("eed") and word not in ED_NOUNS
+    return len(word) >= 4 and word.endswith("ed") and not word.endswith("eed") \
+        and word not in ED_NON_PARTICIPLES
 
 
 def _is_animate(word: str) -> bool:
     return singular(word) in ANIMATE or word in ANIMATE
 
 
+def _is_collective(word: str) -> bool:
+    return word in COLLECTIVES or singular(word) in COLLECTIVES
+
+
+def _can_act(word: str) -> bool:
+    """People, animals and groups of them ("a family", "a herd"): a verb after one ends its phrase."""
+    return _is_animate(word) or _is_collective(word)
+
+
+def _is_unit(word: str) -> bool:
+    """A unit of measure or time in the singular ("year", "mm"): a numeral and a unit before a
+    noun describe it ("a 5 year old girl")."""
+    return word in MEASURE_WORDS and singular(word) == word
+
+
 def _ends_phrase(w: Optional[_Word]) -> bool:
-    return w is None or not w.is_word or w.lower in TERMINATORS or _is_numeral(w)
+    return w is None or not w.is_word or w.lower in TERMINATORS or _is_numeral(w) or _is_times_sign(w) \
+        or _is_multiplier(w)
+
+
+def _at(words: list[_Word], k: int) -> Optional[_Word]:
+    return words[k] if 0 <= k < len(words) else None
+
+
+def _numeral_end(words: list[_Word], k: int) -> Optional[int]:
+    """Index after the numeral at k ("three", "35", "twenty one"); None when k holds none."""
+    if k >= len(words) or not words[k].is_word or _simple_number(words[k].lower) is None:
+        return None
+    nxt = _at(words, k + 1)
+    if words[k].lower in TENS and nxt is not None and nxt.is_word and 1 <= UNITS.get(nxt.lower, 0) <= 9:
+        return k + 2
+    return k + 1
+
+
+def _describing_numeral_end(words: list[_Word], k: int, where: str) -> Optional[int]:
+    """Index after a numeral that describes the noun after it instead of counting it; None when
+    the numeral at k counts (or k holds no numeral).
+
+    A numeral and a unit in the singular, or a word such as "piece" or "legged", describe the
+    next noun wherever they stand ("a 5 year old girl", "35 mm film", "3 piece suits").  A numeral
+    and a word such as "story" or "door" describe a singular noun ("2 story house") but count a
+    plural one, whose compound they start ("two door handles").  Right after "a"/"an" any numeral
+    describes ("a 1970 car").
+    `where`: "start" (the numeral opens a phrase), "inside" (it follows words of a phrase) or
+    "article" (it follows "a"/"an").
+    """
+    number_end = _numeral_end(words, k)
+    if number_end is None or _ends_phrase(_at(words, number_end)):
+        return None
+    word = words[number_end].lower
+    followed = not _ends_phrase(_at(words, number_end + 1))
+    describes_any_noun = _is_unit(word) or word in NUMERAL_MODIFIERS \
+        or (where == "article" and word in MEASURE_WORDS)
+    if followed and describes_any_noun:
+        return number_end + 1
+    if followed and word in NUMERAL_MODIFIERS_BEFORE_SINGULAR:
+        if where != "start":
+            return number_end + 1
+        rest = _noun_phrase(words, number_end + 1, 2)
+        return number_end + 1 if rest.head is None or not is_plural(words[rest.head].lower) else None
+    if where == "article" and not is_plural(word):
+        return number_end
+    return None
 
 
 @dataclass(frozen=True)
@@ -415,30 +432,53 @@ class _Phrase:
     first: int              # index of the first word of the phrase
     head: Optional[int]     # index of the head noun, None when the phrase is empty
     end: int                # index after the phrase
+    modifiers: tuple[tuple[int, int], ...] = ()   # word ranges of numerals that describe ("5 year")
 
 
-def _noun_phrase(words: list[_Word], first: int, count: int) -> _Phrase:
-    """The noun phrase starting at `first` and its head noun (rule 4 of the module docstring)."""
+def _noun_phrase(words: list[_Word], first: int, count: int, after_article: bool = False) -> _Phrase:
+    """The noun phrase starting at `first` and its head noun (rules 4 and 5 of the module docstring)."""
     end = first
-    while end < len(words) and end - first < 8 and not _ends_phrase(words[end]):
-        if end > first and _cuts_phrase(words, end, count):
+    modifiers: list[tuple[int, int]] = []
+    while end < len(words) and end - first < 8:
+        where = ("article" if after_article else "start") if end == first else "inside"
+        described = _describing_numeral_end(words, end, where)
+        if described is not None:
+            modifiers.append((end, described))
+            end = described
+            continue
+        if end > first and words[end].lower in STAND_IN_ONE and _ends_phrase(_at(words, end + 1)) \
+                and not _ends_phrase(words[end - 1]) and not is_plural(words[end - 1].lower) \
+                and not _can_act(words[end - 1].lower):
+            end += 1            # "a black one": "one" stands for a noun named elsewhere
+            break
+        if _ends_phrase(words[end]) or (end > first and _cuts_phrase(words, end, count)):
             break
         end += 1
-    if end == first:
-        return _Phrase(first, None, end)
-    while end > first and _is_ing(words[end - 1].lower):
+    in_modifier = {j for start, stop in modifiers for j in range(start, stop)}
+    while end > first and end - 1 not in in_modifier and _is_ing(words[end - 1].lower):
         end -= 1                # "a family of four having a picnic": a participle is not a noun
-    if end == first:
-        return _Phrase(first, None, end)
-    indices = range(first, end)
+    candidates = [j for j in range(first, end) if j not in in_modifier]
+    if not candidates:
+        return _Phrase(first, None, end if modifiers else first, tuple(modifiers))
+    head = candidates[-1]
     if count != 1:
-        run = [k for k in indices if is_plural(words[k].lower)]
+        run = [j for j in candidates if is_plural(words[j].lower)]
         if run:
             head = run[0]
-            while head + 1 < end and is_plural(words[head + 1].lower):
+            while head + 1 < end and head + 1 not in in_modifier and is_plural(words[head + 1].lower):
                 head += 1
-            return _Phrase(first, head, end)
-    return _Phrase(first, end - 1, end)
+    return _Phrase(first, head, end, tuple(modifiers))
+
+
+def _is_adverb(words: list[_Word], k: int) -> bool:
+    """An -ly word is an adverb ("happily"), except the nouns ("butterfly", "lily", "family") and
+    adjectives ("lonely") in -ly, and any -ly word right after an adjective ("a tiny firefly")."""
+    word = words[k].lower
+    if not word.endswith("ly") or len(word) <= 4 or word.endswith("fly"):
+        return False
+    if word in ADJECTIVES or word in LY_NOUNS or word in SCENERY or _can_act(word):
+        return False
+    return k == 0 or words[k - 1].lower not in ADJECTIVES
 
 
 def _cuts_phrase(words: list[_Word], k: int, count: int) -> bool:
@@ -446,8 +486,8 @@ def _cuts_phrase(words: list[_Word], k: int, count: int) -> bool:
     word, prev = words[k].lower, words[k - 1].lower
     nxt = words[k + 1] if k + 1 < len(words) else None
     next_ends = _ends_phrase(nxt)
-    prev_animate = _is_animate(prev)
-    if len(word) > 4 and word.endswith("ing") and prev_animate:
+    prev_acts = _can_act(prev)
+    if len(word) > 4 and word.endswith("ing") and prev_acts:
         return True             # "a man building a house": a participle after a person
     if _is_ing(word):
         if prev in ADJECTIVES:
@@ -456,12 +496,12 @@ def _cuts_phrase(words: list[_Word], k: int, count: int) -> bool:
             return False
         return True
     if _is_ed(word):
-        return next_ends or prev_animate
-    if word in VERBS and prev_animate:
+        return next_ends or prev_acts
+    if word in VERBS and prev_acts:
         return True
     if count == 1 and is_plural(word) and next_ends:
         return True
-    if word.endswith("ly") and len(word) > 4 and word not in ADJECTIVES:
+    if _is_adverb(words, k):
         if next_ends or (nxt is not None and (_is_ing(nxt.lower) or _is_ed(nxt.lower) or nxt.lower in VERBS)):
             return True
     return False
@@ -483,7 +523,7 @@ class _Parser:
         self.words = _words(prompt)
         self.found: list[_Found] = []
         self.notes: list[str] = []
-        self.setting_chain = False   # the last "a" phrase was the setting (rule 5, "and a chair")
+        self.setting_chain = False   # the last "a" phrase was the setting (rule 6, "and a chair")
 
     # helpers --------------------------------------------------------------------------------
     def _lower(self, k: int) -> str:
@@ -498,11 +538,29 @@ class _Parser:
         if text not in self.notes:
             self.notes.append(text)
 
+    def _phrase(self, first: int, count: int, after_article: bool = False) -> _Phrase:
+        """The noun phrase at `first`; a note names each numeral in it that only describes."""
+        phrase = _noun_phrase(self.words, first, count, after_article)
+        for start, stop in phrase.modifiers:
+            described = f'"{self.words[phrase.head].text}"' if phrase.head is not None else "what follows"
+            self._note(f'"{self._quote(start, stop)}" describes {described}, not a count')
+        return phrase
+
+    def _idiom_at(self, k: int) -> int:
+        """Length of the idiom starting at word k ("zero gravity"), 0 when there is none."""
+        for idiom in IDIOMS:
+            if self._match(k, *idiom):
+                return len(idiom)
+        return 0
+
     def _add(self, phrase: _Phrase, count: int, numeral: str, explicit: bool, quote_from: int) -> None:
         word = self.words[phrase.head]
         quote = self._quote(quote_from, phrase.head + 1)
         if word.lower in MEASURE_WORDS:
             self._note(f'"{quote}": a unit of measure or time, not counted')
+            return
+        if word.lower in STAND_IN_ONE:
+            self._note(f'"{quote}": "{word.text}" stands for a noun named elsewhere, not counted')
             return
         if count > MAX_COUNT:
             self._note(f'"{quote}": {count} is more than {MAX_COUNT}, the most instances a layout'
@@ -513,6 +571,8 @@ class _Parser:
             if same_noun(old.target.noun, word.text):
                 if explicit and not old.explicit:
                     self.found[i] = _Found(target, explicit)
+                    if old.target.span == target.span:
+                        return          # "a cat x3": the multiplier counts the same cat
                     self._note(f'"{word.text}" appears twice; "{quote}" counts, not'
                                f' "{old.target.numeral} {old.target.noun}"')
                 else:
@@ -532,6 +592,9 @@ class _Parser:
 
     def _step(self, k: int) -> int:
         w = self.words[k]
+        factor = self._lower(k + 1)
+        if _is_times_sign(w) and _TIMES_FACTOR.fullmatch(factor) and self._digit_run_end(k + 1) == k + 2:
+            return self._multiplier(k, k + 2, int(factor), noun_first=True)   # "cats × 3"
         if not w.is_word:
             self.setting_chain = False if w.text in ".;!?" else self.setting_chain
             return k + 1
@@ -540,6 +603,17 @@ class _Parser:
         if low not in ("and", "or", "a", "an"):
             self.setting_chain = False
 
+        idiom = self._idiom_at(k)
+        if idiom:
+            self._note(f'"{self._quote(k, k + idiom)}": an idiom, not a count')
+            return k + idiom
+        times = _TIMES_AFTER_NOUN.fullmatch(low)
+        if times:
+            return self._multiplier(k, k + 1, int(times.group(1)), noun_first=True)
+        times = _TIMES_BEFORE_NOUN.fullmatch(low)
+        if times:
+            return self._multiplier(k, k + 1, int(times.group(1)), noun_first=False)
+
         for seq in APPROXIMATORS:
             number_at = k + len(seq)
             if number_at >= len(self.words) or not self._match(k, *seq) or not _is_numeral(self.words[number_at]):
@@ -547,7 +621,7 @@ class _Parser:
             if seq[0] in AMBIGUOUS_APPROXIMATORS and self._lower(k - 1) not in ("", "and", "or"):
                 break   # "sitting around two tables", "jumping over three dogs": a preposition
             value, after, _ = self._number(number_at)
-            phrase = _noun_phrase(self.words, after, value or 2)
+            phrase = self._phrase(after, value or 2)
             self._note(f'"{self._quote(k, phrase.end)}": not an exact count, not counted')
             return max(phrase.end, after)
 
@@ -556,13 +630,13 @@ class _Parser:
         if low in ("a", "an"):
             return self._article(k, chained)
         if low == "both":
-            phrase = _noun_phrase(self.words, k + 1, 2)
+            phrase = self._phrase(k + 1, 2)
             if phrase.head is not None and is_plural(self.words[phrase.head].lower):
                 self._add(phrase, 2, w.text, True, k)
                 return phrase.end
             return k + 1
         if low == "no" and k + 1 < len(self.words) and not self._match(k + 1, "one"):
-            phrase = _noun_phrase(self.words, k + 1, 2)
+            phrase = self._phrase(k + 1, 2)
             if phrase.head is not None:
                 self._note(f'"{self._quote(k, phrase.head + 1)}": a negation, not a count; write'
                            f' "zero {self.words[phrase.head].text}" or override'
@@ -572,14 +646,14 @@ class _Parser:
         if low in VAGUE_WORDS and not _is_numeral(self.words[k + 1] if k + 1 < len(self.words) else w):
             return self._vague(k, k + 1 + self._match(k + 1, "of"))
         if re.fullmatch(r"\d+-\d+", low):
-            phrase = _noun_phrase(self.words, k + 1, 2)
+            phrase = self._phrase(k + 1, 2)
             self._note(f'"{self._quote(k, phrase.end)}": a range, not an exact count; not counted')
             return max(k + 1, phrase.end)
         if _is_numeral(w) and low not in BIG and low != "dozen":
             return self._numeral(k)
         if low in BIG:
             value = BIG[low]
-            phrase = _noun_phrase(self.words, k + 1, value)
+            phrase = self._phrase(k + 1, value)
             if phrase.head is not None:
                 self._add(phrase, value, w.text, True, k)
                 return phrase.end
@@ -626,7 +700,7 @@ class _Parser:
         if self.words[k].lower.isdigit() and self._digit_run_end(k) > k + 1:
             end = self._digit_run_end(k)
             written = self.prompt[self.words[k].start:self.words[end - 1].end]
-            phrase = _noun_phrase(self.words, end, 2)
+            phrase = self._phrase(end, 2)
             quote = self._quote(k, phrase.head + 1 if phrase.head is not None else end)
             if "." in written:
                 self._note(f'"{quote}": {written} is not a whole number, not counted')
@@ -636,21 +710,61 @@ class _Parser:
             return max(end, phrase.end)
         value, after, is_range = self._number(k)
         if is_range:
-            phrase = _noun_phrase(self.words, after, 2)
+            phrase = self._phrase(after, 2)
             self._note(f'"{self._quote(k, phrase.end)}": a range, not an exact count; not counted')
             return max(after, phrase.end)
         if value is None:
             return k + 1
+        if _describing_numeral_end(self.words, k, "start") is not None:
+            return self._phrase(k, 2).end      # "35 mm film photo": the numeral only describes
+        if self._is_ratio_or_time(after):
+            self._note(f'"{self._quote(k, after + 2)}": a ratio or a time, not a count')
+            return after + 2
+        if _is_times_sign(_at(self.words, after)) and value > 0:
+            size = _at(self.words, after + 1)
+            if size is not None and _is_numeral(size):
+                self._note(f'"{self._quote(k, after + 2)}": a size, not a count')
+                return after + 2
+            return self._multiplier(k, after + 1, value, noun_first=False)   # "3× cats"
         if self._lower(after) == "of" and self._lower(after + 1) in DETERMINERS | {"them", "us", "you"}:
-            phrase = _noun_phrase(self.words, after + 2, value)
+            phrase = self._phrase(after + 2, value)
             self._note(f'"{self._quote(k, phrase.end)}": part of a group, not counted')
             return max(after + 2, phrase.end)
         if self._lower(after) in ("pair", "pairs") and self._lower(after + 1) == "of":
             return self._counted(k, after + 2, 2 * value, explicit=True)
         return self._counted(k, after, value, explicit=True)
 
+    def _is_ratio_or_time(self, colon: int) -> bool:
+        """Whether words[colon] is a ":" between digits written without spaces ("16:9", "10:30")."""
+        if colon + 1 >= len(self.words) or self.words[colon].text != ":":
+            return False
+        before, mark, after = self.words[colon - 1], self.words[colon], self.words[colon + 1]
+        return after.lower.isdigit() and before.end == mark.start and mark.end == after.start
+
+    def _multiplier(self, k: int, end: int, value: int, noun_first: bool) -> int:
+        """A multiplier, words[k:end], and its noun: the word before it ("cats x3", "cats × 3":
+        noun_first) or the phrase after it ("3x cats", "3× cats"), else the other side.  It counts
+        a plural noun or a person or animal; other nouns are usually settings ("4x slow motion",
+        "2x zoom"): a note says how to count them."""
+        after = _noun_phrase(self.words, end, value)
+        if k > 0 and not _ends_phrase(self.words[k - 1]) and (noun_first or after.head is None):
+            phrase, stop = _Phrase(k - 1, k - 1, k), end
+        elif after.head is not None:
+            phrase, stop = self._phrase(end, value), after.end
+        else:
+            self._note(f'"{self._quote(k, end)}": a multiplier with no noun, not counted')
+            return end
+        noun = self.words[phrase.head]
+        quote_from = min(k, phrase.head)
+        if is_plural(noun.lower) or _is_animate(noun.lower):
+            self._add(phrase, value, self._quote(k, end), True, quote_from)
+        else:
+            self._note(f'"{self._quote(quote_from, max(end, phrase.head + 1))}": a multiplier, not counted;'
+                       f' override "{noun.text}: {value}" if it is a count')
+        return stop
+
     def _counted(self, k: int, first: int, value: int, explicit: bool) -> int:
-        phrase = _noun_phrase(self.words, first, value)
+        phrase = self._phrase(first, value)
         if phrase.head is None:
             return first
         numeral = self._quote(k, first) if first > k else self.words[k].text
@@ -659,8 +773,14 @@ class _Parser:
 
     def _vague(self, k: int, first: int) -> int:
         if first < len(self.words) and _is_numeral(self.words[first]):
-            return first          # "a group of five people": the numeral counts
-        phrase = _noun_phrase(self.words, first, 2)
+            value, after, _ = self._number(first)
+            if self._lower(k + 1) not in COLLECTIVES or self._phrase(after, value or 2).head is not None:
+                return first      # "a group of five people": the numeral counts
+            group, number = self.words[k + 1].text, self._quote(first, after)
+            self._note(f'"{self._quote(k, after)}": a {group} of {value} with no noun for its members, not'
+                       f' counted; name them ("{number} people") or override "{group}: {value}"')
+            return after
+        phrase = self._phrase(first, 2)
         if phrase.head is None:
             return first
         kind = "a group" if self._lower(k + 1) in COLLECTIVES else "vague quantity"
@@ -676,8 +796,10 @@ class _Parser:
             return end
         if nxt == "dozen":
             return self._counted(k, k + 2 + self._match(k + 2, "of"), 12, explicit=True)
+        if nxt in GROUP_SIZES and self._lower(k + 2) == "of":
+            return self._counted(k, k + 3, GROUP_SIZES[nxt], explicit=True)     # "a trio of cats"
         if nxt in BIG:
-            phrase = _noun_phrase(self.words, k + 2, BIG[nxt])
+            phrase = self._phrase(k + 2, BIG[nxt])
             if phrase.head is not None:
                 self._add(phrase, BIG[nxt], self._quote(k, k + 2), True, k)
                 return phrase.end
@@ -685,7 +807,11 @@ class _Parser:
         if nxt in ("few", "lot", "number", "variety", "bunch", "handful", "host", "multitude") or \
                 (nxt in COLLECTIVES and self._lower(k + 2) == "of"):
             return self._vague(k, k + 2 + self._match(k + 2, "of"))
-        phrase = _noun_phrase(self.words, k + 1, 1)
+        idiom = self._idiom_at(k + 1)
+        if idiom:
+            self._note(f'"{self._quote(k, k + 1 + idiom)}": an idiom, not a count')
+            return k + 1 + idiom
+        phrase = self._phrase(k + 1, 1, after_article=True)
         if phrase.head is None:
             return k + 1
         head = self.words[phrase.head]
@@ -693,7 +819,9 @@ class _Parser:
         before = self._lower(k - 1)
         after_verb = _is_ing(before) or _is_ed(before) or before in VERBS
         after_preposition = before in PREPOSITIONS or after_verb or (before in ("and", "or") and chained)
-        if head.lower in COLLECTIVES:
+        if head.lower in STAND_IN_ONE:
+            self._note(f'"{quote}": "{head.text}" stands for a noun named elsewhere, not counted')
+        elif head.lower in COLLECTIVES:
             self._note(f'"{quote}": a group, not counted')
         elif head.lower in SCENERY:
             self._note(f'"{quote}": the setting, not counted')
