@@ -1368,6 +1368,18 @@ def main(argv=None) -> int:
         meta["device_memory_gib"] = props.total_memory / GiB
     rec = Recorder(args.json, meta)
     runner = Runner(rec, budget)
+
+    def on_term(signum, frame):   # killed by a timeout: leave the summary of what was measured
+        try:
+            rec.data["killed_by_signal"] = signum
+            rec.data["summary"] = summary(rec, budget)
+            rec.flush()
+            say(f"\n!!! stopped by signal {signum}; partial results:" + rec.data["summary"])
+        finally:
+            os._exit(128 + signum)
+    import signal
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_term)
     banner(f"NUMINA GPU check: {meta['device_name']} | torch {meta['torch']} | models {args.models or 'none'} | "
            f"{meta['mode']} | budget {args.budget_s:.0f} s | JSON -> {os.path.abspath(args.json)}")
 
@@ -1424,6 +1436,7 @@ def main(argv=None) -> int:
         finally:
             run.close(last=key == args.models[-1])
             del run
+            rec.data["summary"] = summary(rec, budget)     # partial summary in the JSON after every model
             rec.flush()
     text = summary(rec, budget)
     rec.data["summary"] = text

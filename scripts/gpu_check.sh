@@ -51,6 +51,7 @@ elif [ -d "$BUNDLE/ComfyUI" ]; then
     rm -rf "$LINK"
     ln -s "$ROOT" "$LINK"
   fi
+  trap 'rm -f "$LINK"' EXIT     # keep the bundle link-free (it travels as a copy)
   say "ComfyUI: $COMFYUI_PATH (bundle; pack linked at custom_nodes/numina)"
 elif [ -f "$ROOT/.numina_env/comfyui_path" ]; then
   COMFYUI_PATH="$(cat "$ROOT/.numina_env/comfyui_path")"
@@ -98,12 +99,13 @@ for m in ("torchsde", "trampoline", "av", "torchvision", "numpy", "scipy", "skim
 print("gpu_check: modules missing: " + (", ".join(missing) if missing else "none"))
 EOF
 
+set +e
 if [ -n "${OUT:-}" ]; then
   mkdir -p "$OUT"
-  set +e
   "$PY" -u "$ROOT/benchmarks/gpu_check.py" "$@" 2>&1 | tee "$OUT/gpu_check.log"
   rc=${PIPESTATUS[0]}
-  set -e
-  exit "$rc"
+else
+  "$PY" -u "$ROOT/benchmarks/gpu_check.py" "$@"
+  rc=$?
 fi
-exec "$PY" -u "$ROOT/benchmarks/gpu_check.py" "$@"
+exit "$rc"
