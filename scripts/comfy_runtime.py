@@ -17,6 +17,11 @@ PACK_NAME = "numina"  # folder name of the pack's link under custom_nodes/
 
 _booted = False
 
+# The cache_args main.py passes to execution.PromptExecutor with --cache-classic, as a superset
+# over ComfyUI versions: 0.3.75 reads "lru" and "ram"; 0.33 also reads cache_args["ram_inactive"]
+# in every execute (KeyError without it).  A version ignores the keys it does not read.
+CACHE_ARGS = {"lru": 0, "ram": 0, "ram_inactive": 0}
+
 
 def comfyui_path() -> str:
     path = os.environ.get("COMFYUI_PATH")
@@ -96,7 +101,7 @@ def execute_graph(graph: dict[str, Any]) -> tuple[Any, _ServerStub]:
     if not valid[0]:
         raise ValueError(f"graph does not validate: {valid[1]} {valid[3]}")
     server = _ServerStub()
-    executor = execution.PromptExecutor(server, cache_type=execution.CacheType.CLASSIC, cache_args={"lru": 0, "ram": 0})
+    executor = execution.PromptExecutor(server, cache_type=execution.CacheType.CLASSIC, cache_args=dict(CACHE_ARGS))
     executor.execute(graph, prompt_id, {}, valid[2])
     return executor, server
 
