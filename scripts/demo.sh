@@ -3,4 +3,4 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup_env.sh"
-exec "$ROOT/.numina_env/venv/bin/python" "$ROOT/scripts/demo.py" "$@"
+exec "${NUMINA_ENV_DIR:-$ROOT/.numina_env}/venv/bin/python" "$ROOT/scripts/demo.py" "$@"

@@ -6,7 +6,9 @@
 #   .numina_env/fixtures  tiny Wan models and the small sentencepiece vocabulary
 # Idempotent: a finished environment is checked in a few seconds and left alone; a half-built
 # one is repaired.  COMFYUI_PATH=/path/to/ComfyUI uses an existing checkout instead of the
-# bundled copy (the pack is linked into its custom_nodes/ and its models/ get the fixtures).
+# bundled copy (the pack is linked into its custom_nodes/, its models/ get the fixtures, and what
+# its requirements.txt lists beyond the venv is installed, torch excepted).
+# NUMINA_ENV_DIR=/other/dir keeps the venv and the recorded ComfyUI path there, not in .numina_env/.
 # Torch choice: torch 2.13.0 CPU (on this machine's disk) + torchvision 0.28.0 whose compiled
 # ops cannot load beside it; a .pth shim declares the two op schemas torchvision needs at import.
 set -euo pipefail
@@ -36,6 +38,16 @@ torch==2.13.0
 torchvision==0.28.0
 EOF
 
+pip_install() { "$PY" -m pip install --disable-pip-version-check -q -c "$CONSTRAINTS" "$@" \
+    || die "pip could not install: $* (is the package registry reachable?)"; }
+check_torch() {
+  "$PY" - <<'EOF' || die "torch/torchvision do not import or are not the CPU build; see the error above"
+import torch, torchvision  # noqa: F401
+assert not torch.cuda.is_available()
+assert "+cpu" in torch.__version__ or not torch.version.cuda, f"a CUDA torch slipped in: {torch.__version__}"
+EOF
+}
+
 stamp_ok() {
   [ -f "$VENV/.numina_ready" ] && [ "$(cat "$VENV/.numina_ready")" = "$STAMP_VERSION" ]
 }
@@ -45,8 +57,6 @@ if ! stamp_ok; then
   say "building the venv in $VENV (about 2-3 minutes)"
   rm -f "$VENV/.numina_ready"
   [ -x "$PY" ] || "$BASE_PY" -m venv "$VENV" || die "could not create a venv (is python3.11-venv installed?)"
-  pip_install() { "$PY" -m pip install --disable-pip-version-check -q -c "$CONSTRAINTS" "$@" \
-      || die "pip could not install: $* (is the package registry reachable?)"; }
   # torch first, alone, so nothing else can pull a CUDA build.
   pip_install "torch==2.13.0"
   SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
@@ -71,11 +81,7 @@ EOF
       "pydantic-settings~=2.0" requests
   pip_install -r "$ROOT/requirements.txt"
   pip_install -r "$ROOT/requirements-dev.txt"
-  "$PY" - <<'EOF' || die "the venv was built but torch/torchvision do not import; see the error above"
-import torch, torchvision  # noqa: F401
-assert not torch.cuda.is_available()
-assert "+cpu" in torch.__version__ or not torch.version.cuda, f"a CUDA torch slipped in: {torch.__version__}"
-EOF
+  check_torch
   echo "$STAMP_VERSION" > "$VENV/.numina_ready"
 fi
 
@@ -121,6 +127,90 @@ if [ ! -e "$LINK" ] || [ "$(readlink -f "$LINK")" != "$ROOT" ]; then
   ln -s "$ROOT" "$LINK"
 fi
 echo "$COMFY" > "$ENV_DIR/comfyui_path"
+
+# ---- that ComfyUI's own requirements -------------------------------------------------------
+# The venv above carries what the bundled 0.3.75 needs (checked: its requirements.txt adds nothing
+# here).  Another ComfyUI (COMFYUI_PATH) may import more (0.33: comfy-aimdo, comfy-kitchen,
+# simpleeval, blake3, and torchaudio from comfy.sd): whatever its requirements.txt lists and this
+# venv lacks is installed, under the same torch pins.  Never torch or torchvision (pinned above),
+# nor the browser frontend, template and docs packages (not needed headless).  torchaudio only for
+# a COMFYUI_PATH checkout (0.3.75 runs without it), without dependencies, and, as with torchvision,
+# PyPI's build has compiled ops that cannot load beside the CPU torch: they are renamed away,
+# so torchaudio imports as pure Python (ComfyUI's audio code uses its Python functions).  Its
+# "non essential" lines are tried one by one and only warned about (a failure is remembered).
+OPTIONAL_FAILED="$VENV/.numina_optional_failed"
+if [ -f "$COMFY/requirements.txt" ]; then
+  unmet="$("$PY" - "$COMFY/requirements.txt" "$OPTIONAL_FAILED" "${COMFYUI_PATH:+torchaudio}" "$VENV/.numina_torchaudio_ok" <<'EOF'
+import os, re, sys
+from importlib import metadata
+try:
+    from packaging.requirements import Requirement
+except ImportError:
+    from pip._vendor.packaging.requirements import Requirement
+SKIP = {"torch", "torchvision", "comfyui-frontend-package", "comfyui-workflow-templates", "comfyui-embedded-docs"}
+if sys.argv[3] != "torchaudio":
+    SKIP.add("torchaudio")
+failed = set(open(sys.argv[2]).read().split("\n")) if os.path.exists(sys.argv[2]) else set()
+optional = False
+for raw in open(sys.argv[1]):
+    line = raw.strip()
+    if line.startswith("#"):
+        optional = optional or "non essential" in line.lower() or "optional" in line.lower()
+        continue
+    line = line.split(" #")[0].strip()
+    if not line or line.startswith("-"):
+        continue
+    try:
+        req = Requirement(line)
+    except Exception:
+        print(f"setup_env: skipping a requirement line it cannot read: {line}", file=sys.stderr)
+        continue
+    name = re.sub(r"[-_.]+", "-", req.name).lower()
+    if name in SKIP or (req.marker is not None and not req.marker.evaluate()):
+        continue
+    try:
+        ready = name != "torchaudio" or os.path.exists(sys.argv[4])   # checked to import, below
+        if ready and req.specifier.contains(metadata.version(req.name), prereleases=True):
+            continue
+    except metadata.PackageNotFoundError:
+        pass
+    if optional and line in failed:
+        continue
+    print(("torchaudio " if name == "torchaudio" else "optional " if optional else "required ") + line)
+EOF
+)" || die "could not read $COMFY/requirements.txt"
+  required=(); optional=(); audio=()
+  while read -r kind req; do
+    [ -n "${req:-}" ] || continue
+    case "$kind" in required) required+=("$req") ;; torchaudio) audio+=("$req") ;; *) optional+=("$req") ;; esac
+  done <<< "$unmet"
+  if [ "${#required[@]}" -gt 0 ]; then
+    say "installing what $COMFY/requirements.txt needs and the venv lacks: ${required[*]}"
+    pip_install "${required[@]}"
+  fi
+  if [ "${#audio[@]}" -gt 0 ]; then
+    say "installing torchaudio for $COMFY (no dependencies; its compiled ops renamed away)"
+    pip_install --no-deps "${audio[@]}"
+    "$PY" - <<'EOF' || die "torchaudio does not import beside the CPU torch; see the error above"
+import glob, os, subprocess, sys, sysconfig
+lib = os.path.join(sysconfig.get_paths()["purelib"], "torchaudio", "lib")
+check = [sys.executable, "-c", "import torchaudio, torchaudio.functional"]
+if subprocess.run(check, capture_output=True).returncode != 0:
+    for path in glob.glob(os.path.join(lib, "*.so")):
+        os.replace(path, path + ".numina-disabled")   # CUDA builds: they need libc10_cuda
+    subprocess.run(check, check=True)
+EOF
+    touch "$VENV/.numina_torchaudio_ok"
+  fi
+  for req in "${optional[@]}"; do
+    say "installing $COMFY's optional requirement $req"
+    "$PY" -m pip install --disable-pip-version-check -q -c "$CONSTRAINTS" "$req" \
+      || { say "warning: could not install the optional $req; going on without it"; echo "$req" >> "$OPTIONAL_FAILED"; }
+  done
+  if [ "${#required[@]}" -gt 0 ] || [ "${#optional[@]}" -gt 0 ] || [ "${#audio[@]}" -gt 0 ]; then
+    check_torch
+  fi
+fi
 
 # ---- fixtures (tiny models, vocabulary) ----------------------------------------------------
 "$PY" "$ROOT/scripts/make_fixtures.py" --comfyui "$COMFY" >&2 || die "could not build the test fixtures"
