@@ -48,6 +48,22 @@ def full_schedule(model, scheduler: str, steps: int):
     return comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, steps).cpu()
 
 
+LATENT_RATIO_KEYS = ("downscale_ratio_spacial", "downscale_ratio_temporal")
+
+
+def prepare_latent(model, latent: dict) -> torch.Tensor:
+    """The latent made ready for `model` exactly as the installed ComfyUI's `common_ksampler`
+    does, so the capture sees the final run's token grid.  Newer ComfyUI (0.33) also passes the
+    ratios an empty latent records (EmptyHunyuanLatentVideo: 8) and resizes it to the model's
+    stride (Wan2.2 5B: 16); older ones (0.3.75) take no ratios."""
+    import inspect
+
+    fix = comfy.sample.fix_empty_latent_channels
+    accepted = inspect.signature(fix).parameters
+    ratios = {key: latent.get(key) for key in LATENT_RATIO_KEYS if key in accepted}
+    return fix(model, latent["samples"], **ratios)
+
+
 class NuminaAttentionCapture(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -95,7 +111,7 @@ class NuminaAttentionCapture(io.ComfyNode):
     def execute(cls, model, clip, positive, negative, latent, seed, steps, cfg, sampler_name, scheduler,
                 prompt, count_override, reference_step, block) -> io.NodeOutput:
         info = attention_patch.wan_info(model)
-        latent_image = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
+        latent_image = prepare_latent(model, latent)
         grid = info.grid_for(latent_image)
         step = default_reference_step(steps) if reference_step < 0 else reference_step
         if step >= steps:
@@ -130,7 +146,7 @@ class NuminaAttentionCapture(io.ComfyNode):
             meta={"seed": seed, "sampler": sampler_name, "scheduler": scheduler, "cfg": cfg,
                   "fired": list(session.fired), "sigmas": full_schedule(patched, scheduler, steps),
                   "modifier_positions": modifier_token_positions(targets, pieces)})
-        reference = dict(latent)
+        reference = {k: v for k, v in latent.items() if k not in LATENT_RATIO_KEYS}  # as common_ksampler's output
         reference["samples"] = samples
         wanted = ", ".join(f"{t.count} x {t.noun}" for t in targets.items)
         report = f"NUMINA capture: {wanted}; read block {block_index}/{info.blocks} at step {step}/{steps} " \
