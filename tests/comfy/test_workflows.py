@@ -148,23 +148,114 @@ def test_every_node_type_is_registered(path, comfy):
     assert not missing
 
 
+def signature_mismatches(node_type, signature, info):
+    """How the generator's signature of a node differs from its definition in this ComfyUI (empty:
+    it fits).  The pack's own nodes must match exactly.  A core node may have gained OPTIONAL
+    inputs since the generator was written (0.33's CreateVideo: `bit_depth`) or outputs after its
+    known ones: the shipped workflows still load when the new widgets come after the known ones
+    (the UI format stores widget values by position) and new sockets are optional; a missing,
+    renamed, reordered or new required input is a mismatch."""
+    strict = node_type.startswith("Numina")
+    order = info.get("input_order") or {k: list(v) for k, v in info["input"].items()}
+    widgets = [(name, list(info["input"][section][name]), section) for section in ("required", "optional")
+               for name in order.get(section, []) if workflow_api.is_widget(list(info["input"][section][name]))]
+    assert [(n, spec) for n, spec, _ in widgets] == workflow_api.widget_inputs(info)  # the converter's order
+    known = list(signature.widgets)
+    problems = []
+    names = [name for name, _, _ in widgets]
+    if strict and names != known:
+        problems.append(f"widgets {known} != {names}")
+    elif names[:len(known)] != known:
+        problems.append(f"widgets {known} are not the first widgets of {names}")
+    else:
+        new_required = [name for name, _, section in widgets[len(known):] if section == "required"]
+        if new_required:
+            problems.append(f"new required widgets {new_required}")
+    seeded = [name for name, spec, _ in widgets[:len(known)] if workflow_api.has_control_value(name, spec)]
+    if list(signature.seeded) != seeded:
+        problems.append(f"seeded widgets {list(signature.seeded)} != {seeded}")
+    sockets = []
+    for section in ("required", "optional"):
+        for name in order.get(section, []):
+            spec = info["input"][section][name]
+            if not workflow_api.is_widget(spec):
+                sockets.append((name, spec[0], section == "optional"))
+    expected = [(s.name, s.type, s.optional) for s in signature.inputs]
+    if not strict:  # sockets the generator does not know are fine when optional
+        sockets = [socket for socket in sockets if socket in expected or not socket[2]]
+    if sockets != expected:
+        problems.append(f"sockets {expected} != {sockets}")
+        dynamic = [name for name, kind, _ in sockets if isinstance(kind, str) and kind.startswith("COMFY_DYNAMIC")]
+        if dynamic:  # 0.33's SaveVideo: format (with codec inside it) became a DynamicCombo
+            problems.append(f"{dynamic} are V3 dynamic widgets, which scripts/workflow_api.py does not convert "
+                            "yet: the API prompt would lack them")
+    outputs = list(zip(info["output_name"], info["output"]))
+    known_outputs = [(s.name, s.type) for s in signature.outputs]
+    if outputs[:len(known_outputs)] != known_outputs or (strict and len(outputs) != len(known_outputs)):
+        # links name outputs by slot: outputs appended to a core node leave them valid (0.33's save
+        # and preview nodes pass their input through)
+        problems.append(f"outputs {known_outputs} != {outputs}")
+    return problems
+
+
 def test_generator_signatures_match_the_node_definitions(object_info):
-    for node_type, signature in make_workflows.SIGNATURES.items():
-        if node_type in make_workflows.UI_ONLY_TYPES:
-            continue
-        info = object_info[node_type]
-        widgets = workflow_api.widget_inputs(info)
-        assert list(signature.widgets) == [name for name, _ in widgets], node_type
-        assert list(signature.seeded) == [n for n, spec in widgets if workflow_api.has_control_value(n, spec)]
-        sockets = []
-        for section in ("required", "optional"):
-            for name in info["input_order"].get(section, []):
-                spec = info["input"][section][name]
-                if not workflow_api.is_widget(spec):
-                    sockets.append((name, spec[0], section == "optional"))
-        assert [(s.name, s.type, s.optional) for s in signature.inputs] == sockets, node_type
-        assert [s.type for s in signature.outputs] == list(info["output"]), node_type
-        assert [s.name for s in signature.outputs] == list(info["output_name"]), node_type
+    mismatches = {node_type: signature_mismatches(node_type, signature, object_info[node_type])
+                  for node_type, signature in make_workflows.SIGNATURES.items()
+                  if node_type not in make_workflows.UI_ONLY_TYPES}
+    assert not {k: v for k, v in mismatches.items() if v}
+
+
+def test_signature_check_tolerates_new_optional_inputs_only(object_info):
+    """The check above on edited copies of this ComfyUI's CreateVideo and the pack's layout node."""
+    import copy
+
+    signature = make_workflows.SIGNATURES["CreateVideo"]
+    info = copy.deepcopy(object_info["CreateVideo"])
+    info["input"]["optional"].pop("bit_depth", None)  # what 0.3.75 defines
+    for section in info["input_order"].values():
+        section[:] = [n for n in section if n != "bit_depth"]
+    assert signature_mismatches("CreateVideo", signature, info) == []
+
+    def edited(change):
+        new = copy.deepcopy(info)
+        change(new)
+        return signature_mismatches("CreateVideo", signature, new)
+
+    def add(section, name, spec, first=False):
+        def change(new):
+            new["input"].setdefault(section, {})[name] = spec
+            order = new["input_order"].setdefault(section, [])
+            order.insert(0, name) if first else order.append(name)
+        return change
+
+    def rename(section, old, new_name):
+        def change(new):
+            new["input"][section] = {(new_name if k == old else k): v for k, v in new["input"][section].items()}
+            new["input_order"][section] = [new_name if k == old else k for k in new["input_order"][section]]
+        return change
+
+    def drop(section, name):
+        def change(new):
+            new["input"][section].pop(name)
+            new["input_order"][section].remove(name)
+        return change
+
+    assert edited(add("optional", "bit_depth", [["8-bit", "10-bit"], {"default": "8-bit"}])) == []
+    assert edited(add("optional", "mask", ["MASK"])) == []                      # a new optional socket
+    assert edited(add("required", "bit_depth", [["8-bit", "10-bit"]]))          # a new required widget
+    assert edited(add("required", "mask", ["MASK"]))                            # a new required socket
+    assert edited(add("required", "quality", ["INT", {}], first=True))          # a required widget before fps
+    assert edited(rename("required", "fps", "frame_rate"))                      # renamed widget
+    assert edited(rename("required", "images", "frames"))                       # renamed socket
+    assert edited(drop("required", "fps"))                                      # missing widget
+    assert edited(drop("required", "images"))                                   # missing socket
+    assert edited(lambda new: (new["output"].append("IMAGE"), new["output_name"].append("images"))) == []
+    assert edited(lambda new: new["output_name"].__setitem__(0, "video"))         # a renamed output
+    # the pack's own nodes must match exactly, optional inputs included
+    layout_info = copy.deepcopy(object_info["NuminaLayoutInfer"])
+    layout_info["input"].setdefault("optional", {})["extra"] = ["INT", {"default": 1}]
+    layout_info["input_order"].setdefault("optional", []).append("extra")
+    assert signature_mismatches("NuminaLayoutInfer", make_workflows.SIGNATURES["NuminaLayoutInfer"], layout_info)
 
 
 @pytest.mark.parametrize("path", PATHS, ids=name_of)
