@@ -19,6 +19,7 @@ from .records_io import CAPTURE
 # The published defaults: maps taken at step 20 of 50, in block 15 of Wan2.1-1.3B's 30.
 PUBLISHED_STEP, PUBLISHED_STEPS = 20, 50
 PUBLISHED_BLOCK, PUBLISHED_BLOCKS = 15, 30
+DEFAULT_MEMORY_MB = capture_ops.DEFAULT_MEMORY_BUDGET // 2**20
 
 
 def default_reference_step(steps: int) -> int:
@@ -45,7 +46,8 @@ def token_pieces(clip, prompt: str) -> list[str]:
 def full_schedule(model, scheduler: str, steps: int):
     """The whole sigma schedule of the final run, so the guide knows the step even when a
     KSamplerAdvanced samples only part of it (Wan2.2 A14B's two experts)."""
-    return comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, steps).cpu()
+    sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, steps)
+    return tuple(float(s) for s in sigmas.detach().cpu())
 
 
 LATENT_RATIO_KEYS = ("downscale_ratio_spacial", "downscale_ratio_temporal")
@@ -97,6 +99,9 @@ class NuminaAttentionCapture(io.ComfyNode):
                              tooltip="0-based step whose attention is read; -1 = the published step 20 of 50 scaled to your steps."),
                 io.Int.Input("block", default=-1, min=-1, max=99,
                              tooltip="0-based transformer block read; -1 = the published block 15 of 30 scaled to the model's depth."),
+                io.Int.Input("memory_budget_mb", default=DEFAULT_MEMORY_MB, min=16, max=65536, optional=True,
+                             tooltip="Device memory for the capture's attention maps (one chunk of frame x head "
+                                     "maps at a time). Lower it if the capture runs out of GPU memory."),
             ],
             outputs=[
                 CAPTURE.Output(display_name="capture"),
@@ -109,7 +114,8 @@ class NuminaAttentionCapture(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, clip, positive, negative, latent, seed, steps, cfg, sampler_name, scheduler,
-                prompt, count_override, reference_step, block) -> io.NodeOutput:
+                prompt, count_override, reference_step, block,
+                memory_budget_mb: int = DEFAULT_MEMORY_MB) -> io.NodeOutput:
         info = attention_patch.wan_info(model)
         latent_image = prepare_latent(model, latent)
         grid = info.grid_for(latent_image)
@@ -128,7 +134,8 @@ class NuminaAttentionCapture(io.ComfyNode):
         pieces = token_pieces(clip, prompt)
         positions = noun_token_positions(targets, pieces)
 
-        session = attention_patch.CaptureSession(info, grid, block_index, step, positions)
+        session = attention_patch.CaptureSession(info, grid, block_index, step, positions,
+                                                 memory_budget=int(memory_budget_mb) * 2**20)
         patched = attention_patch.install(model, session)
         noise = comfy.sample.prepare_noise(latent_image, seed, latent.get("batch_index"))
         samples = comfy.sample.sample(
@@ -143,9 +150,9 @@ class NuminaAttentionCapture(io.ComfyNode):
         capture = capture_ops.assemble_capture(
             session.reading, session.cross_maps, targets, positions, step_index=step, total_steps=steps,
             block_index=block_index, total_blocks=info.blocks, model_family=info.family,
-            meta={"seed": seed, "sampler": sampler_name, "scheduler": scheduler, "cfg": cfg,
-                  "fired": list(session.fired), "sigmas": full_schedule(patched, scheduler, steps),
-                  "modifier_positions": modifier_token_positions(targets, pieces)})
+            schedule=full_schedule(patched, scheduler, steps),
+            modifier_positions=modifier_token_positions(targets, pieces),
+            meta={"seed": seed, "sampler": sampler_name, "scheduler": scheduler, "cfg": cfg})
         reference = {k: v for k, v in latent.items() if k not in LATENT_RATIO_KEYS}  # as common_ksampler's output
         reference["samples"] = samples
         wanted = ", ".join(f"{t.count} x {t.noun}" for t in targets.items)
@@ -158,7 +165,7 @@ class NuminaAttentionCapture(io.ComfyNode):
 
 def _empty_capture(grid, targets: Targets, step: int, steps: int, block: int, info) -> Capture:
     return Capture(grid=grid, targets=targets, nouns=(),
-                   self_features=torch.zeros(grid.frames, grid.tokens_per_frame, 3),
-                   chosen_heads=torch.zeros(grid.frames, dtype=torch.long),
-                   head_scores=torch.zeros(grid.frames, info.heads), step_index=step, total_steps=steps,
+                   self_features=torch.zeros(grid.frames, grid.tokens_per_frame, 3, device="cpu"),
+                   chosen_heads=torch.zeros(grid.frames, dtype=torch.long, device="cpu"),
+                   head_scores=torch.zeros(grid.frames, info.heads, device="cpu"), step_index=step, total_steps=steps,
                    block_index=block, total_blocks=info.blocks, model_family=info.family)

@@ -1,21 +1,30 @@
 """The one module that touches `transformer_options`: NUMINA's patched Wan attention.
 
-How it hooks ComfyUI's Wan (0.3.75 and newer):
-- `optimized_attention_override` is called for every attention call of every block; ours chains
-  to an override that was already installed (SageAttention patches, for instance) instead of
-  replacing it.
-- The block index comes from `transformer_options["block_index"]` when ComfyUI sets it (0.8+),
-  else from a `dit`/`double_block` replace patch that stamps it (0.3.75 sets none); any replace
-  patch already installed for that block is chained, not dropped.
-- In a Wan block the first call is self-attention; text cross-attention is the cross call whose
-  keys are the text context (Wan I2V first attends to 257 image tokens: that call is skipped).
-- The step comes from the sigmas (`sample_sigmas`), cond rows from `cond_or_uncond`.
+How it hooks ComfyUI's Wan (0.3.75 and newer), so that it holds whatever else the graph patches:
+- A diffusion-model wrapper (`WrappersMP.DIFFUSION_MODEL`, key "numina") runs at every forward.
+  It puts the session on top of whatever `optimized_attention_override` is present *at that
+  forward* (a sage / attention-backend node placed after the guide included) and chains to it,
+  and wraps whatever `dit` / `double_block` replace patch is present so every block call carries
+  its `block_index` (0.3.75's Wan sets none; newer ones set it and the stamp agrees).  Wrappers
+  survive later clones and are not replaced by attention-backend nodes.
+- The same wrapper computes once per forward what every attention call needs (a
+  :class:`ForwardContext`: step, strength, cond rows, the token counts of video, text and image
+  context), so a call is classified from its own shapes and that context, never by counting
+  calls: self-attention has as many keys as queries, text cross-attention the text context's
+  length, image cross-attention (I2V: 257 tokens, FLF2V: 514) the image context's length.
+- An outer-sample wrapper brackets each sampling run: it resets the run's counts and, when the
+  run ends, reports how many cross-attention calls were biased (log, and text on the node).
+- Our Python runs outside torch.compile's tracing (`torch.compiler.disable`), so a compiled model
+  never runs NUMINA with a step or strength frozen at trace time.
 Every patch lives on a clone of the MODEL: the MODEL passed in is never changed.
 """
 from __future__ import annotations
 
+import logging
 import math
-from dataclasses import dataclass
+import sys
+import threading
+from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import torch
@@ -24,11 +33,25 @@ from ..numina_ops import capture as capture_ops
 from ..numina_ops import modulation
 from ..numina_ops.records import Layout, NuminaInputError, TokenGrid
 
-STATE_KEY = "numina_state"
+WRAPPER_KEY = "numina"
+FORWARD_KEY = "numina_forward"
 WAN_FAMILIES = {
     "WAN21_T2V": "wan21", "WAN21_I2V": "wan21_i2v", "WAN21_FunControl2V": "wan21",
     "WAN22_T2V": "wan22_ti2v", "WAN21_Vace": "wan21", "WAN21_Camera": "wan21",
 }
+OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+log = logging.getLogger("numina")
+
+
+def _eager(fn: Callable, recursive: bool = True) -> Callable:
+    """Run ``fn`` outside torch.compile tracing (each call reads the live step and strength)."""
+    disable = getattr(getattr(torch, "compiler", None), "disable", None)
+    if disable is None:
+        return fn
+    try:
+        return disable(fn, recursive=recursive)
+    except TypeError:          # a torch whose disable() has no `recursive`
+        return disable(fn)
 
 
 @dataclass(frozen=True)
@@ -74,172 +97,418 @@ def wan_info(model: Any) -> WanInfo:
                    latent_channels=int(model.model.latent_format.latent_channels))
 
 
+# ----------------------------------------------------------------------------- per forward
+
 def step_of(transformer_options: dict) -> tuple[int, int]:
     """(0-based step index, number of steps) from the sigmas ComfyUI's sampler passes along."""
     schedule = transformer_options.get("sample_sigmas")
     sigma = transformer_options.get("sigmas")
     if schedule is None or sigma is None:
         return -1, 0
-    sigma = sigma.detach().flatten().max().to(schedule)
-    hits = torch.isclose(schedule, sigma, rtol=1e-4, atol=0.0).nonzero()
+    schedule = schedule.detach().float().cpu()
+    sigma = float(sigma.detach().flatten().max())
+    hits = torch.isclose(schedule, torch.tensor(sigma, dtype=schedule.dtype, device="cpu"), rtol=1e-4, atol=0.0).nonzero()
     index = int(hits[0]) if len(hits) else int((schedule - sigma).abs().argmin())
     return index, len(schedule) - 1
 
 
-def step_in_schedule(transformer_options: dict, schedule: Optional[torch.Tensor]) -> tuple[int, int]:
+def step_in_schedule(transformer_options: dict, schedule: tuple[float, ...]) -> tuple[int, int]:
     """Step index in the whole schedule the capture recorded (robust to KSamplerAdvanced, which
     passes only its slice of the sigmas), else in the sampler's own schedule."""
     sigma = transformer_options.get("sigmas")
-    if schedule is None or sigma is None or len(schedule) < 2:
+    if len(schedule) < 2 or sigma is None:
         return step_of(transformer_options)
     sigma = float(sigma.detach().flatten().max())
-    index = int((schedule[:-1] - sigma).abs().argmin())
-    if abs(float(schedule[index]) - sigma) > 1e-4 * max(1.0, abs(sigma)):
+    index = min(range(len(schedule) - 1), key=lambda i: abs(schedule[i] - sigma))
+    if abs(schedule[index] - sigma) > 1e-4 * max(1.0, abs(sigma)):
         return step_of(transformer_options)   # another schedule than the capture's: use the sampler's
     return index, len(schedule) - 1
 
 
-def cond_rows(transformer_options: dict, batch: int) -> torch.Tensor:
-    """Indices of the cond rows of the batch (cond and uncond run together; 0 marks cond)."""
-    order = transformer_options.get("cond_or_uncond") or [0]
+def cond_slices(cond_or_uncond: Optional[list], batch: int) -> tuple[slice, ...]:
+    """Batch rows of the cond chunks (0 marks cond) as contiguous slices.  cond and uncond may run
+    in one batch ([1, 0]) or apart ([0] or [1] alone, as MultiGPU's parallel CFG does)."""
+    order = list(cond_or_uncond or [0])
     per_chunk = batch // len(order)
-    rows = [i * per_chunk + r for i, kind in enumerate(order) if kind == 0 for r in range(per_chunk)]
-    return torch.tensor(rows, dtype=torch.long)
+    slices: list[slice] = []
+    for i, kind in enumerate(order):
+        if kind != 0:
+            continue
+        if slices and slices[-1].stop == i * per_chunk:
+            slices[-1] = slice(slices[-1].start, (i + 1) * per_chunk)
+        else:
+            slices.append(slice(i * per_chunk, (i + 1) * per_chunk))
+    return tuple(slices)
+
+
+@dataclass(frozen=True)
+class ForwardContext:
+    """What one diffusion-model forward tells each attention call in it."""
+
+    grid: TokenGrid                  # video token grid of this forward's latent
+    text_tokens: int                 # keys of the text cross-attention
+    image_tokens: int                # keys of the image cross-attention (0: none)
+    video_offset: int                # tokens before the video tokens (reference-image tokens)
+    cond: tuple[slice, ...]          # batch rows of the cond chunks
+    step: int                        # 0-based step (-1: unknown)
+    steps: int
+    strength: float = 0.0            # the guide's delta at this step
+
+    @property
+    def video_rows(self) -> slice:
+        return slice(self.video_offset, self.video_offset + self.grid.tokens)
+
+
+SELF, TEXT, IMAGE, UNKNOWN = "self", "text", "image", "unknown"
+
+
+def classify_call(query_tokens: int, key_tokens: int, forward: ForwardContext,
+                  module: Optional[torch.nn.Module] = None) -> str:
+    """Self-, text cross- or image cross-attention, from this call's shapes and its forward only.
+    When the video happens to have exactly as many tokens as the text context, the shapes cannot
+    tell self from text: the Wan attention module making the call decides (``module``, found by
+    :func:`calling_attention_module`), and without it the call is left alone (``UNKNOWN``)."""
+    if query_tokens < forward.video_offset + forward.grid.tokens:
+        return UNKNOWN
+    candidates = []
+    if key_tokens == query_tokens:
+        candidates.append(SELF)
+    if key_tokens == forward.text_tokens:
+        candidates.append(TEXT)
+    if forward.image_tokens and key_tokens == forward.image_tokens:
+        candidates.append(IMAGE)
+    if len(candidates) == 1:
+        return candidates[0]
+    if module is not None and IMAGE not in candidates:
+        return TEXT if "Cross" in type(module).__name__ else SELF
+    return UNKNOWN
+
+
+def calling_attention_module(max_depth: int = 12) -> Optional[torch.nn.Module]:
+    """The Wan attention module (WanSelfAttention or a cross-attention subclass) whose forward
+    called the attention function, found on the call stack; None when it cannot be seen."""
+    frame = sys._getframe(1)
+    for _ in range(max_depth):
+        frame = frame.f_back
+        if frame is None:
+            return None
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, torch.nn.Module) and all(hasattr(owner, a) for a in ("q", "k", "v", "o")):
+            return owner
+    return None
+
+
+@dataclass
+class RunCounts:
+    """What a session did in one sampling run (read by the report and by tests)."""
+
+    forwards: int = 0
+    text_calls: int = 0
+    biased_calls: int = 0
+    unknown_calls: int = 0
+    reads: list = field(default_factory=list)    # (step, block, kind) of every capture read
+
+
+class _BlockStamp:
+    """A `double_block` replace patch that tells the block's calls their block index, then runs
+    the patch that was there before (or the original block)."""
+
+    def __init__(self, index: int, previous: Optional[Callable]) -> None:
+        self.index, self.previous = index, previous
+
+    def __call__(self, args: dict, extra: dict) -> dict:
+        args = dict(args)
+        args["transformer_options"] = {**args.get("transformer_options", {}), "block_index": self.index}
+        if self.previous is not None:
+            return self.previous(args, extra)
+        return extra["original_block"](args)
+
+
+class _ChainedOverride:
+    """The session on top of the override present at this forward (None: ComfyUI's own)."""
+
+    def __init__(self, session: "_Session", previous: Optional[Callable]) -> None:
+        self.session, self.previous = session, previous
+
+    def __call__(self, func: Callable, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return self.session.attention(func, self.previous, args, kwargs)
 
 
 class _Session:
-    """Per-run state carried in transformer_options.  ModelPatcher.clone() deep-copies
-    model_options; a session must stay one object, so deep copies return itself."""
+    """Per-run state shared by every clone of the patched MODEL.  ModelPatcher.clone() deep-copies
+    model_options; a session must stay one object, so deep copies return itself.  Per-call facts
+    travel in the call's transformer_options, so parallel cond / uncond threads (MultiGPU) are safe."""
 
-    def __init__(self, info: WanInfo) -> None:
+    def __init__(self, info: WanInfo, grid: Optional[TokenGrid] = None) -> None:
         self.info = info
-        self.previous_override: Optional[Callable] = None
-        self.previous_blocks: dict[int, Callable] = {}
-        self._block = -1
-        self._calls = 0
+        self.grid = grid
+        self.counts = RunCounts()
+        self.last_run: Optional[RunCounts] = None
+        self.has_reference_tokens = False   # a model with ref_conv prepends a reference image's tokens
+        self._lock = threading.Lock()
+        # stable objects per chained predecessor: torch.compile guards on their identity
+        self._overrides: dict[int, _ChainedOverride] = {}
+        self._stamps: dict[tuple[int, int], _BlockStamp] = {}
 
     def __deepcopy__(self, memo: dict) -> "_Session":
         return self
 
-    # -- block bookkeeping ---------------------------------------------------------------------
-    def block_patch(self, index: int) -> Callable:
-        def patch(args: dict, extra: dict) -> dict:
-            self._block, self._calls = index, 0
-            previous = self.previous_blocks.get(index)
-            return previous(args, extra) if previous is not None else extra["original_block"](args)
-        return patch
+    # -- wrappers ----------------------------------------------------------------------------
+    def wrap_sampling(self, executor, *args, **kwargs):
+        with self._lock:
+            self.counts = RunCounts()
+        try:
+            return executor(*args, **kwargs)
+        finally:
+            with self._lock:
+                self.last_run = self.counts
+            self.finish_run(self.last_run)
 
-    def _plain(self, func: Callable, args: tuple, kwargs: dict) -> torch.Tensor:
-        if self.previous_override is not None:
-            return self.previous_override(func, *args, **kwargs)
-        return func(*args, **kwargs)
+    def finish_run(self, counts: RunCounts) -> None:
+        """Hook: report at the end of a sampling run."""
 
-    def __call__(self, func: Callable, *args: Any, **kwargs: Any) -> torch.Tensor:
-        """The optimized_attention_override entry point."""
+    def wrap_forward(self, executor, *args, **kwargs):
+        """Wan's forward(x, timestep, context, clip_fea, time_dim_concat, transformer_options, ...)."""
+        args = list(args)
+        if len(args) > 5:
+            options = args[5]
+        else:
+            options = kwargs.get("transformer_options") or {}
+        x, context = args[0], args[2] if len(args) > 2 else kwargs.get("context")
+        clip_fea = args[3] if len(args) > 3 else kwargs.get("clip_fea")
+        options = dict(options)
+        options[FORWARD_KEY] = self.forward_context(x, context, clip_fea, kwargs, options)
+        options["optimized_attention_override"] = self._chain(options.get("optimized_attention_override"))
+        options["patches_replace"] = self._stamped(options.get("patches_replace") or {})
+        with self._lock:
+            self.counts.forwards += 1
+        if len(args) > 5:
+            args[5] = options
+        else:
+            kwargs["transformer_options"] = options
+        return executor(*args, **kwargs)
+
+    def forward_context(self, x, context, clip_fea, kwargs: dict, options: dict) -> ForwardContext:
+        if options.get("context_window") is not None:
+            raise NuminaInputError(
+                "NUMINA does not support context windows (a Context Windows node runs the model on "
+                "windows of frames; NUMINA's layout covers the whole video): remove the context-window "
+                "node from the NUMINA runs, or sample a length that fits one window.")
+        grid = TokenGrid(*(math.ceil(s / p) for s, p in zip(x.shape[2:], self.info.patch_size)))
+        offset = 0
+        reference = kwargs.get("reference_latent")
+        if reference is not None and self.has_reference_tokens:
+            offset = math.prod(s // p for s, p in zip(reference.shape[-2:], self.info.patch_size[1:]))
+        image_tokens = int(clip_fea.shape[-2]) if clip_fea is not None else 0
+        step, steps = self.step_for(options)
+        return ForwardContext(grid=grid, text_tokens=int(context.shape[1]), image_tokens=image_tokens,
+                              video_offset=offset, cond=cond_slices(options.get("cond_or_uncond"), x.shape[0]),
+                              step=step, steps=steps, strength=self.strength_at(step, steps))
+
+    def step_for(self, options: dict) -> tuple[int, int]:
+        return step_of(options)
+
+    def strength_at(self, step: int, steps: int) -> float:
+        return 0.0
+
+    def _chain(self, present: Optional[Callable]) -> Callable:
+        if isinstance(present, _ChainedOverride) and present.session is self:
+            return present
+        chained = self._overrides.get(id(present))
+        if chained is None or chained.previous is not present:
+            chained = self._overrides[id(present)] = _ChainedOverride(self, present)
+        return chained
+
+    def _stamped(self, patches_replace: dict) -> dict:
+        dit = dict(patches_replace.get("dit", {}))
+        for index in range(self.info.blocks):
+            present = dit.get(("double_block", index))
+            if isinstance(present, _BlockStamp):
+                continue
+            stamp = self._stamps.get((index, id(present)))
+            if stamp is None or stamp.previous is not present:
+                stamp = self._stamps[(index, id(present))] = _BlockStamp(index, present)
+            dit[("double_block", index)] = stamp
+        return {**patches_replace, "dit": dit}
+
+    # -- attention -----------------------------------------------------------------------------
+    def _attention(self, func: Callable, previous: Optional[Callable], args: tuple, kwargs: dict) -> torch.Tensor:
+        def plain() -> torch.Tensor:
+            return previous(func, *args, **kwargs) if previous is not None else func(*args, **kwargs)
+
         q, k, v = args[:3]
         options = kwargs.get("transformer_options") or {}
-        block = options.get("block_index", self._block)
-        call = self._calls
-        self._calls += 1
-        if not all(isinstance(t, torch.Tensor) for t in (q, k, v)) or q.ndim != 3:
-            return self._plain(func, args, kwargs)  # an API we do not know: stay out of the way
-        is_self = call == 0 and k.shape[1] == q.shape[1]
-        is_text = not is_self and (call == 2 or k.shape[1] != 257)
-        heads = kwargs.get("heads", self.info.heads)
-        return self.attend(func, args, kwargs, q, k, v, heads, int(block), is_self, is_text, options)
+        forward = options.get(FORWARD_KEY)
+        if (forward is None or kwargs.get("mask") is not None
+                or not all(isinstance(t, torch.Tensor) for t in (q, k, v)) or q.ndim != 3):
+            return plain()     # not a Wan call we know: stay out of the way
+        kind = classify_call(q.shape[1], k.shape[1], forward)
+        if kind == UNKNOWN and q.shape[1] == k.shape[1] == forward.text_tokens:
+            kind = classify_call(q.shape[1], k.shape[1], forward, calling_attention_module())
+        if kind == TEXT or kind == UNKNOWN:
+            with self._lock:
+                if kind == TEXT:
+                    self.counts.text_calls += 1
+                else:
+                    self.counts.unknown_calls += 1
+        heads = kwargs.get("heads", args[3] if len(args) > 3 else self.info.heads)
+        return self.attend(kind, q, k, v, int(heads), int(options.get("block_index", -1)), forward, plain)
 
-    def attend(self, func, args, kwargs, q, k, v, heads, block, is_self, is_text, options) -> torch.Tensor:
-        return self._plain(func, args, kwargs)
+    attention = _eager(_attention)
+
+    def attend(self, kind, q, k, v, heads, block, forward, plain) -> torch.Tensor:
+        return plain()
 
 
 class CaptureSession(_Session):
-    """Reads one block at one step of the reference pass (cond rows only); changes nothing."""
+    """Reads one block at one step of the reference pass (the first cond row); changes nothing."""
 
     def __init__(self, info: WanInfo, grid: TokenGrid, block: int, step: int,
-                 noun_positions: dict[str, tuple[int, ...]]) -> None:
-        super().__init__(info)
-        self.grid, self.block, self.step = grid, block, step
+                 noun_positions: dict[str, tuple[int, ...]], memory_budget: int = capture_ops.DEFAULT_MEMORY_BUDGET) -> None:
+        super().__init__(info, grid)
+        self.block, self.step = block, step
         self.noun_positions = noun_positions
+        self.memory_budget = memory_budget
         self.reading: Optional[capture_ops.SelfAttentionReading] = None
         self.cross_maps: Optional[dict[str, torch.Tensor]] = None
-        self.fired: list[tuple[int, int, str]] = []   # (step, block, kind) of every read, for tests
 
     @property
     def complete(self) -> bool:
         return self.reading is not None and self.cross_maps is not None
 
-    def attend(self, func, args, kwargs, q, k, v, heads, block, is_self, is_text, options):
-        if block == self.block and (is_self or is_text) and not self.complete:
-            step, _ = step_of(options)
-            if step == self.step:
-                row = cond_rows(options, q.shape[0])[:1]
-                if len(row):
-                    self.grid.check_tokens(q.shape[1])
-                    if is_self and self.reading is None:
-                        self.reading = capture_ops.read_self_attention(q[row], k[row], heads, self.grid)
-                        self.fired.append((step, block, "self"))
-                    elif is_text and self.cross_maps is None:
-                        self.cross_maps = capture_ops.read_cross_attention(
-                            q[row], k[row], heads, self.grid, self.noun_positions)
-                        self.fired.append((step, block, "cross"))
-        return self._plain(func, args, kwargs)
+    def attend(self, kind, q, k, v, heads, block, forward, plain):
+        if (block != self.block or forward.step != self.step or kind not in (SELF, TEXT)
+                or not forward.cond or self.complete):
+            return plain()
+        self.grid.check_tokens(forward.grid.tokens)
+        row = forward.cond[0].start
+        video = forward.video_rows
+        if kind == SELF and self.reading is None:
+            self.reading = self._read(lambda budget: capture_ops.read_self_attention(
+                q[row, video], k[row, video], heads, self.grid, budget), "self", block, forward)
+        elif kind == TEXT and self.cross_maps is None:
+            self.cross_maps = self._read(lambda budget: capture_ops.read_cross_attention(
+                q[row, video], k[row], heads, self.grid, self.noun_positions, budget), "cross", block, forward)
+        return plain()
+
+    def _read(self, read: Callable[[int], Any], kind: str, block: int, forward: ForwardContext) -> Any:
+        """A read that runs out of device memory retries with a quarter of the budget, then says
+        what to lower; the exception leaves the sampler and nothing stays patched (a clone)."""
+        budget = self.memory_budget
+        while True:
+            try:
+                result = read(budget)
+                break
+            except OUT_OF_MEMORY as error:
+                if budget <= 16 * 2**20:
+                    g = self.grid
+                    raise NuminaInputError(
+                        f"NUMINA capture ran out of GPU memory reading {kind}-attention of block {block} at"
+                        f" step {forward.step} on a {g.frames}x{g.height}x{g.width} token grid"
+                        f" ({g.tokens_per_frame} tokens per frame): lower the capture's memory_budget_mb"
+                        f" (now {self.memory_budget // 2**20}), the resolution, or free GPU memory"
+                        f" (--lowvram).") from error
+                budget //= 4
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+        with self._lock:
+            self.counts.reads.append((forward.step, block, kind))
+        return result
 
 
 class GuideSession(_Session):
     """Adds the layout's bias to the text cross-attention logits of the cond rows."""
 
     def __init__(self, info: WanInfo, layout: Layout, form: str, added_floor: float = 0.0,
-                 with_modifiers: bool = False) -> None:
-        super().__init__(info)
+                 with_modifiers: bool = False, node_id: Optional[str] = None) -> None:
+        super().__init__(info, layout.grid)
         self.layout = layout
-        extra = layout.meta.get("modifier_positions") if with_modifiers else None
+        extra = dict(layout.modifier_positions) if with_modifiers else None
         self.plan = modulation.build_bias_plan(layout, added_floor, extra)
         self.form = form
-        self.guided_calls = 0
+        self.node_id = node_id
+        self._prepared: dict[torch.device, modulation.PreparedPlan] = {}
 
-    def attend(self, func, args, kwargs, q, k, v, heads, block, is_self, is_text, options):
-        delta = 0.0
-        if is_text and not self.plan.is_empty:
-            step, steps = step_in_schedule(options, self.layout.meta.get("sigmas"))
-            delta = modulation.strength(step, steps) if step >= 0 else 0.0
-        rows = cond_rows(options, q.shape[0]) if delta > 0.0 else torch.zeros(0, dtype=torch.long)
-        if len(rows) == 0:
-            return self._plain(func, args, kwargs)
-        if q.shape[1] != self.layout.grid.tokens:
-            g = self.layout.grid
+    def step_for(self, options: dict) -> tuple[int, int]:
+        return step_in_schedule(options, self.layout.schedule)
+
+    def strength_at(self, step: int, steps: int) -> float:
+        if self.plan.is_empty or step < 0 or steps < 1:
+            return 0.0
+        return modulation.strength(step, steps)
+
+    def forward_context(self, x, context, clip_fea, kwargs, options) -> ForwardContext:
+        forward = super().forward_context(x, context, clip_fea, kwargs, options)
+        if forward.grid != self.grid:
+            g, f = self.grid, forward.grid
             raise NuminaInputError(
-                f"NUMINA guide: the latent has {q.shape[1]} video tokens but the layout was read on a"
-                f" {g.frames}x{g.height}x{g.width} token grid ({g.tokens} tokens). Sample the guided run with"
-                " the same width, height and length as the reference pass (or capture again).")
-        if self.form == "dense":
-            # the published form: the cond rows' attention redone as one dense-masked SDPA
-            others = torch.tensor(sorted(set(range(q.shape[0])) - set(rows.tolist())), dtype=torch.long)
-            out = q.new_empty(q.shape[0], q.shape[1], v.shape[-1])
-            if len(others):
-                out[others] = self._plain(func, (q[others], k[others], v[others]) + tuple(args[3:]), kwargs)
-            guided = modulation.guided_cross_attention(q[rows], k[rows], v[rows], heads, self.plan, delta, form="dense")
-        else:
-            out = self._plain(func, args, kwargs)
-            plain_rows = out[rows] if self.form == "sparse" else None
-            guided = modulation.guided_cross_attention(q[rows], k[rows], v[rows], heads, self.plan, delta,
-                                                       form=self.form, plain_out=plain_rows)
-            # `out` is the fresh tensor the attention function just returned: writing into it is safe
-        out[rows] = guided.to(out.dtype)
-        self.guided_calls += 1
+                f"NUMINA guide: the latent has {f.tokens} video tokens ({f.frames}x{f.height}x{f.width}) but the"
+                f" layout was read on a {g.frames}x{g.height}x{g.width} token grid ({g.tokens} tokens). Sample the"
+                " guided run with the same width, height and length as the reference pass (or capture again).")
+        return forward
+
+    def prepared(self, device: torch.device) -> modulation.PreparedPlan:
+        """The plan's index tensors on this device, built on first use (once per run and device)."""
+        plan = self._prepared.get(device)
+        if plan is None:
+            plan = self._prepared[device] = modulation.prepare_plan(self.plan, device)
+        return plan
+
+    def attend(self, kind, q, k, v, heads, block, forward, plain):
+        out = plain()
+        if kind != TEXT or forward.strength <= 0.0 or not forward.cond:
+            return out
+        plan = self.prepared(q.device)
+        video = forward.video_rows
+        for rows in forward.cond:
+            # `out` is the fresh tensor the attention function just returned: its views are ours
+            modulation.rebias_rows(q[rows, video], k[rows], v[rows], heads, plan, forward.strength,
+                                   out[rows, video], self.form)
+        with self._lock:
+            self.counts.biased_calls += 1
         return out
+
+    def finish_run(self, counts: RunCounts) -> None:
+        if counts.biased_calls:
+            text = (f"NUMINA guide: biased {counts.biased_calls} of {counts.text_calls} text cross-attention calls"
+                    f" in {counts.forwards} model evaluations ({self.form} form).")
+            log.info(text)
+        else:
+            text = (f"NUMINA guide: WARNING: sampling finished but no cross-attention call was biased"
+                    f" ({counts.forwards} model evaluations, {counts.text_calls} text cross-attention calls seen,"
+                    f" {counts.unknown_calls} unclassified). The run equals a plain run. Check that the sampler"
+                    " uses this MODEL with the capture's steps and scheduler, and that no node after the guide"
+                    " replaces Wan's attention outside ComfyUI's attention override.")
+            log.warning(text)
+        if counts.unknown_calls:
+            log.warning("NUMINA guide: %d attention calls could not be classified (the video has as many tokens"
+                        " as a context and the calling module could not be seen); they were left unbiased.",
+                        counts.unknown_calls)
+        _show_on_node(self.node_id, text)
+
+
+def _show_on_node(node_id: Optional[str], text: str) -> None:
+    """Text under the node in ComfyUI's UI, when a server runs."""
+    if node_id is None:
+        return
+    try:
+        from server import PromptServer
+        server = getattr(PromptServer, "instance", None)
+        if server is not None and hasattr(server, "send_progress_text"):
+            server.send_progress_text(text, node_id)
+    except Exception as error:   # a report must never fail the run
+        log.debug("NUMINA: could not show the report on node %s: %s", node_id, error)
 
 
 def install(model: Any, session: _Session) -> Any:
-    """A clone of `model` with the session's attention patch installed (chained, never replacing)."""
+    """A clone of `model` with the session's wrappers installed (any earlier NUMINA session on
+    it is replaced; other nodes' overrides and block patches are chained at every forward)."""
+    import comfy.patcher_extension as extension
+
     patched = model.clone()
-    options = patched.model_options.setdefault("transformer_options", {})
-    session.previous_override = options.get("optimized_attention_override")
-    options["optimized_attention_override"] = session
-    options[STATE_KEY] = session
-    replaced = options.get("patches_replace", {}).get("dit", {})
-    for index in range(session.info.blocks):
-        previous = replaced.get(("double_block", index))
-        if previous is not None:
-            session.previous_blocks[index] = previous
-        patched.set_model_patch_replace(session.block_patch(index), "dit", "double_block", index)
+    session.has_reference_tokens = getattr(model.model.diffusion_model, "ref_conv", None) is not None
+    for kind, wrapper in ((extension.WrappersMP.OUTER_SAMPLE, session.wrap_sampling),
+                          (extension.WrappersMP.DIFFUSION_MODEL, _eager(session.wrap_forward, recursive=False))):
+        patched.remove_wrappers_with_key(kind, WRAPPER_KEY)
+        patched.add_wrapper_with_key(kind, WRAPPER_KEY, wrapper)
     return patched

@@ -25,8 +25,10 @@ class NuminaCrossAttnGuide(io.ComfyNode):
                 io.Model.Input("model", tooltip="The same Wan model the capture ran on."),
                 LAYOUT.Input("layout", tooltip="From NuminaLayoutRefine."),
                 io.Combo.Input("bias_form", options=FORMS, default="auto",
-                               tooltip="auto: the fastest exact form measured (see README); dense: the published "
-                                       "dense-mask form; sparse / fast: exact forms that touch only biased rows."),
+                               tooltip="auto: sparse, the fastest form that leaves every unbiased row bit-identical "
+                                       "to plain attention on CPU and GPU (see README); dense: the published "
+                                       "dense-mask form (on CUDA its mask moves every row off the flash kernel); "
+                                       "fast: an exact decomposition that touches only biased rows."),
                 io.Float.Input("added_boost", default=0.0, min=0.0, max=50.0, step=0.5, optional=True,
                                tooltip="0 = published. Minimum logit boost (times the schedule's strength) for added "
                                        "instances: raise it when added instances do not appear, as on small models whose "
@@ -37,6 +39,7 @@ class NuminaCrossAttnGuide(io.ComfyNode):
                                          "added instances get the asked attributes, not only the noun."),
             ],
             outputs=[io.Model.Output(), io.String.Output(display_name="report")],
+            hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
@@ -60,8 +63,11 @@ class NuminaCrossAttnGuide(io.ComfyNode):
                                         "(or finish the capture's reference_latent with KSamplerAdvanced to skip "
                                         "the second pass).")
         form = modulation.DEFAULT_FORM if bias_form == "auto" else bias_form
-        session = attention_patch.GuideSession(info, layout, form, added_boost, bias_modifiers)
+        node_id = getattr(getattr(cls, "hidden", None), "unique_id", None)
+        session = attention_patch.GuideSession(info, layout, form, added_boost, bias_modifiers,
+                                               node_id=None if node_id is None else str(node_id))
         edited = ", ".join(n.noun for n in layout.nouns)
         return io.NodeOutput(attention_patch.install(model, session),
                              f"NUMINA guide: biasing {edited} with the {form} form on "
-                             f"{layout.grid.frames}x{layout.grid.height}x{layout.grid.width} tokens.")
+                             f"{layout.grid.frames}x{layout.grid.height}x{layout.grid.width} tokens. After sampling, "
+                             "the log (and this node, in the UI) says how many cross-attention calls were biased.")

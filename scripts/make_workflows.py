@@ -111,7 +111,8 @@ SIGNATURES: dict[str, Signature] = {
     "NuminaAttentionCapture": Signature(
         _s("model", "MODEL", "clip", "CLIP", "positive", "CONDITIONING", "negative", "CONDITIONING",
            "latent", "LATENT"),
-        ("seed", "steps", "cfg", "sampler_name", "scheduler", "prompt", "count_override", "reference_step", "block"),
+        ("seed", "steps", "cfg", "sampler_name", "scheduler", "prompt", "count_override", "reference_step", "block",
+         "memory_budget_mb"),
         _s("capture", "NUMINA_CAPTURE", "reference_latent", "LATENT", "report", "STRING"), seeded=("seed",)),
     "NuminaLayoutInfer": Signature(_s("capture", "NUMINA_CAPTURE"), ("mode",),
                                    _s("layout", "NUMINA_LAYOUT", "preview", "IMAGE", "counts", "STRING")),
@@ -363,7 +364,7 @@ def _numina_chain(g: Graph, model: Output, clip: Output, pos: Node, neg: Node, l
     capture = g.add("NuminaAttentionCapture", 2, color=NUMINA_COLOR, model=model, clip=clip,
                     positive=pos["CONDITIONING"], negative=neg["CONDITIONING"], latent=latent,
                     **sampling.as_widgets(), prompt=prompt, count_override="", reference_step=reference_step,
-                    block=block)
+                    block=block, memory_budget_mb=256)
     infer = g.add("NuminaLayoutInfer", 3, color=NUMINA_COLOR, capture=capture["capture"], mode=mode)
     refine = g.add("NuminaLayoutRefine", 3, color=NUMINA_COLOR, layout=infer["layout"])
     for node, name in ((infer, "inferred"), (refine, "refined")):

@@ -54,9 +54,13 @@ def run(comfy, tiny_model, tiny_clip):
     return Run()
 
 
-def test_capture_reads_only_the_chosen_block_and_step(run):
+def test_capture_reads_only_the_chosen_block_and_step(run, pack, tiny_model):
     capture, reference, report = run.capture(step=2, block=1)
-    assert capture.meta["fired"] == [(2, 1, "self"), (2, 1, "cross")]
+    patch = pack.module("NuminaAttentionCapture").attention_patch
+    session = patch.CaptureSession(patch.wan_info(tiny_model), capture.grid, 1, 2, {"circles": (2,)})
+    run.sample(patch.install(tiny_model, session))            # a whole run: only one step matches
+    assert session.last_run.reads == [(2, 1, "self"), (2, 1, "cross")]
+    assert "read block 1/2 at step 2/4" in report
     assert (capture.grid.frames, capture.grid.height, capture.grid.width) == (2, 12, 12)
     assert capture.self_features.shape == (2, 144, 3)
     assert [n.noun for n in capture.nouns] == ["circles"]
@@ -135,8 +139,11 @@ def test_guide_touches_cond_rows_at_layout_positions_only(run, pack, form):
     tokens, heads, d = refined.grid.tokens, 2, 16
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, n, heads * d, generator=g) for n in (tokens, 512, 512))
-    schedule = refined.meta["sigmas"]
-    options = {"cond_or_uncond": [1, 0], "sigmas": schedule[1:2], "sample_sigmas": schedule}
+    steps = len(refined.schedule) - 1
+    forward = patch.ForwardContext(grid=refined.grid, text_tokens=512, image_tokens=0, video_offset=0,
+                                   cond=patch.cond_slices([1, 0], 2), step=1, steps=steps,
+                                   strength=session.strength_at(1, steps))
+    options = {patch.FORWARD_KEY: forward, "block_index": 0}
 
     def plain(q, k, v, heads, **kw):
         b, n, _ = q.shape
@@ -144,8 +151,7 @@ def test_guide_touches_cond_rows_at_layout_positions_only(run, pack, form):
         out = torch.nn.functional.scaled_dot_product_attention(split(q), split(k), split(v))
         return out.transpose(1, 2).reshape(b, n, heads * d)
 
-    session._block, session._calls = 0, 1            # the cross call of block 0
-    out = session(plain, q, k, v, heads=heads, transformer_options=options)
+    out = session.attention(plain, None, (q, k, v), {"heads": heads, "transformer_options": options})
     reference = plain(q, k, v, heads)
     assert torch.equal(out[0], reference[0]), "uncond rows must be bit-identical"
     changed = (out[1] - reference[1]).abs().amax(-1) > 1e-6
