@@ -397,6 +397,7 @@ class Comfy:
         self.capture_ops = self._pack_module("numina_ops.capture")
         self.modulation = self._pack_module("numina_ops.modulation")
         self.records = self._pack_module("numina_ops.records")
+        self.patch = self._pack_module("nodes.attention_patch")
         try:
             import comfyui_version
             self.version = comfyui_version.__version__
@@ -666,8 +667,7 @@ def micro_override(comfy: Comfy, dev: Device, shapes: dict, dtypes: list[torch.d
                 for form in ("dense", "sparse", "fast", "auto"):
                     try:
                         patched, report = guide.execute(guide_model, layout, form).result
-                        options = dict(patched.model_options.get("transformer_options", {}))
-                        options.update(base)
+                        options = override_options(comfy, patched, base, layout.grid, k.shape[1])
                         call = lambda options=options: attention(q, k, v, heads=heads, transformer_options=options)  # noqa: E731
                         ms, out = dev.best_of(call, repeats)
                         _, extra = dev.extra_peak(call)
@@ -695,6 +695,21 @@ def micro_override(comfy: Comfy, dev: Device, shapes: dict, dtypes: list[torch.d
                 say(f"!!! override {name} {dtype} FAILED: {error}\n{row['traceback']}")
             dev.free()
             live_row(format_override_rows([row]), len(rows) == 1)
+
+
+def override_options(comfy: Comfy, patched, base: dict, grid, text_tokens: int) -> dict:
+    """The transformer_options one attention call of a guided forward sees: what the pack's
+    per-forward wrapper puts there (its chained override and the forward's context)."""
+    patch = comfy.patch
+    session = patch.session_of(patched)
+    step, steps = DELTA_STEP
+    forward = patch.ForwardContext(grid=grid, text_tokens=text_tokens, image_tokens=0, video_offset=0,
+                                   cond=patch.cond_slices(base["cond_or_uncond"], 2), step=step, steps=steps,
+                                   strength=session.strength_at(step, steps))
+    options = dict(base)
+    options[patch.FORWARD_KEY] = forward
+    options["optimized_attention_override"] = session._chain(None)
+    return options
 
 
 def micro_capture_reads(comfy: Comfy, dev: Device, shapes: dict, dtype: torch.dtype, rows: list) -> None:
@@ -746,6 +761,84 @@ def tiny_wan_for_override(dev: Device, dtype: torch.dtype):
     model = comfy.sd.load_diffusion_model_state_dict(sd)
     del sd
     return model
+
+
+# =============================================================================== dtypes and offloading
+
+MATRIX = [("fp16", "normal"), ("bf16", "normal"), ("fp8_e4m3fn", "normal"), ("fp16", "lowvram"), ("fp16", "novram")]
+MATRIX_SIZE = dict(width=480, height=272, length=17, steps=4)       # small, so five loads fit a few seconds each
+TINY_MATRIX_SIZE = dict(width=128, height=128, length=5, steps=3)
+
+
+def dtype_offload_matrix(runtime: Comfy, dev: Device, args, clip, rows: list) -> None:
+    """Both phases through the nodes on the 1.3B architecture with fp16, bf16 and fp8 weights
+    (computing in fp16 / bf16) and with ComfyUI's offloading (--lowvram, --novram: the same
+    vram_state those flags set), each: capture, layout, refine, guide, a guided sampling run."""
+    import comfy.sample
+    import comfy.sd
+    mm = runtime.mm
+    spec = dict(MODELS["1.3b"], **(TINY_MODELS["1.3b"] if args.tiny else {}))
+    spec.update(TINY_MATRIX_SIZE if args.tiny else MATRIX_SIZE)
+    weights = random_wan_state_dict(wan_state_dict_shapes(spec), dev.torch_device,
+                                    torch.float16 if dev.cuda else torch.float32)
+    positive, negative = runtime.encode(clip, args.prompt), runtime.encode(clip, NEGATIVE)
+    frames = (spec["length"] - 1) // 4 + 1
+    latent = {"samples": torch.zeros(1, 16, frames, spec["height"] // 8, spec["width"] // 8,
+                                     device=mm.intermediate_device())}
+    nodes_ = runtime.node
+    for weight_dtype, vram in MATRIX:
+        row: dict[str, Any] = {"weights": weight_dtype, "vram": vram}
+        rows.append(row)
+        before = mm.vram_state
+        try:
+            options = {} if weight_dtype == "fp16" else {
+                "dtype": {"bf16": torch.bfloat16, "fp8_e4m3fn": torch.float8_e4m3fn}[weight_dtype]}
+            model = comfy.sd.load_diffusion_model_state_dict(dict(weights), model_options=options)
+            row["unet_dtype"] = str(model.model.get_dtype())
+            row["compute_dtype"] = str(model.model.manual_cast_dtype or model.model.get_dtype())
+            mm.vram_state = {"normal": before, "lowvram": mm.VRAMState.LOW_VRAM, "novram": mm.VRAMState.NO_VRAM}[vram]
+            t0 = now()
+            capture, _, _ = nodes_["NuminaAttentionCapture"].execute(
+                model, clip, positive, negative, latent, SEED, spec["steps"], CFG, SAMPLER, SCHEDULER, args.prompt,
+                "", -1, -1).result
+            layout = nodes_["NuminaLayoutInfer"].execute(capture, args.layout_mode).result[0]
+            refined = nodes_["NuminaLayoutRefine"].execute(layout).result[0]
+            if refined.nouns and not refined.needs_guidance:
+                override = f"{refined.nouns[0].noun}: {max(refined.nouns[0].counts) + 2}"
+                capture, _, _ = nodes_["NuminaAttentionCapture"].execute(
+                    model, clip, positive, negative, latent, SEED, spec["steps"], CFG, SAMPLER, SCHEDULER,
+                    args.prompt, override, -1, -1).result
+                refined = nodes_["NuminaLayoutRefine"].execute(
+                    nodes_["NuminaLayoutInfer"].execute(capture, args.layout_mode).result[0]).result[0]
+            row["capture_s"] = now() - t0
+            row["read_counts"] = [list(n.counts) for n in layout.nouns]
+            guided, report = nodes_["NuminaCrossAttnGuide"].execute(model, refined, "auto").result
+            row["guide_report"] = report
+            latent_image = comfy.sample.fix_empty_latent_channels(guided, latent["samples"])
+            noise = comfy.sample.prepare_noise(latent_image, SEED, None)
+            pack_log()
+            t0 = now()
+            samples = comfy.sample.sample(guided, noise, spec["steps"], CFG, SAMPLER, SCHEDULER, positive, negative,
+                                          latent_image, denoise=1.0, disable_pbar=True, seed=SEED)
+            dev.sync()
+            row["guided_s"] = now() - t0
+            row["pack_log"] = pack_log()
+            row["finite"] = bool(torch.isfinite(samples).all())
+            row["ok"] = row["finite"] and any("biased" in line and "no cross" not in line for line in row["pack_log"])
+            del model, guided, samples
+        except Exception as error:
+            row["ok"] = False
+            row["error"] = f"{type(error).__name__}: {error}"
+            row["traceback"] = traceback.format_exc()
+            say(f"!!! matrix {weight_dtype} {vram} FAILED: {error}\n{row['traceback']}")
+        finally:
+            mm.vram_state = before
+            runtime.unload_all()
+            dev.free()
+        say(f"matrix | {weight_dtype:10s} | {vram:7s} | {'ok' if row.get('ok') else 'FAILED'} | "
+            f"{row.get('compute_dtype', '?')} | {(row.get('pack_log') or [row.get('error', '')])[-1]}")
+    del weights
+    dev.free()
 
 
 # =============================================================================== models
@@ -1260,6 +1353,11 @@ def summary(rec: Recorder, budget: Budget) -> str:
     for s in d["sections"]:
         group = s["name"].split(":")[0] if s["name"].split(":")[0] in models else s["name"].split(" (")[0]
         groups[group] = groups.get(group, 0.0) + s.get("elapsed_s", 0.0)
+    if d.get("matrix"):
+        parts.append("\nBoth phases by weight dtype and offloading (1.3B architecture, small video; guided run's report):")
+        parts.append(table(["weights", "vram", "compute", "result", "report"],
+                           [[r["weights"], r["vram"], r.get("compute_dtype", "?"), "ok" if r.get("ok") else "FAILED",
+                             (r.get("pack_log") or [r.get("error", "")])[-1][:90]] for r in d["matrix"]]))
     parts.append("\nTime by section (s): " + ", ".join(f"{g} {t:.1f}" for g, t in groups.items())
                  + f"; total {budget.elapsed():.0f} s of the {budget.seconds:.0f} s budget")
     if errors:
@@ -1306,6 +1404,7 @@ def parse_args(argv=None):
                    help="wall-time budget in seconds: sections that would not fit are skipped (default 390)")
     p.add_argument("--repeats", type=int, default=None, help="best-of-N for the micro-benchmarks (default 10, tiny 3)")
     p.add_argument("--skip-micro", action="store_true", help="models only")
+    p.add_argument("--skip-matrix", action="store_true", help="skip the dtype / offloading matrix")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = p.parse_args(argv)
     args.forms = [f.strip() for f in args.forms.split(",") if f.strip()]
@@ -1417,8 +1516,14 @@ def main(argv=None) -> int:
         dev.free()
 
     clip = None
-    if args.models:
+    if args.models or not args.skip_matrix:
         clip = runner.section("tiny umT5 text encoder (NuminaTinyTextEncoderLoader)", 5, comfy.tiny_clip)
+    if clip is not None and not args.skip_matrix:
+        rec.data["matrix"] = []
+        runner.section("matrix: fp16 / bf16 / fp8 weights, normal / lowvram / novram (1.3B, small video)",
+                       60 if not args.tiny else 10,
+                       lambda: dtype_offload_matrix(comfy, dev, args, clip, rec.data["matrix"]))
+        rec.flush()
     for key in args.models:
         spec = dict(MODELS[key], **(TINY_MODELS[key] if args.tiny else {}), steps=args.model_steps[key])
         record = rec.data["models"].setdefault(key, {})

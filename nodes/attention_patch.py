@@ -500,6 +500,13 @@ def _show_on_node(node_id: Optional[str], text: str) -> None:
         log.debug("NUMINA: could not show the report on node %s: %s", node_id, error)
 
 
+def session_of(model: Any) -> Optional[_Session]:
+    """The NUMINA session installed on a MODEL by :func:`install` (None when there is none)."""
+    import comfy.patcher_extension as extension
+    installed = getattr(model, "wrappers", {}).get(extension.WrappersMP.OUTER_SAMPLE, {}).get(WRAPPER_KEY, [])
+    return getattr(installed[0], "__self__", None) if installed else None
+
+
 def install(model: Any, session: _Session) -> Any:
     """A clone of `model` with the session's wrappers installed (any earlier NUMINA session on
     it is replaced; other nodes' overrides and block patches are chained at every forward)."""
