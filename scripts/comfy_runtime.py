@@ -106,6 +106,19 @@ def execute_graph(graph: dict[str, Any]) -> tuple[Any, _ServerStub]:
     return executor, server
 
 
+def cached_outputs(executor: Any, node_id: str) -> Any:
+    """A node's outputs as the executor's output cache kept them after a run (None if not kept).
+    The cache's `get` is a plain call in 0.3.75 and a coroutine in newer ComfyUI (0.33)."""
+    import inspect
+
+    entry = executor.caches.outputs.get(node_id)
+    if inspect.isawaitable(entry):
+        entry = asyncio.run(entry)
+    if entry is None:
+        return None
+    return entry.outputs if hasattr(entry, "outputs") else entry
+
+
 def execution_error(server: _ServerStub) -> str | None:
     """The exception message ComfyUI reported for a failed run, if any."""
     for event, data in server.messages:

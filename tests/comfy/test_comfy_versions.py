@@ -86,3 +86,17 @@ def test_the_in_process_executor_gets_every_cache_setting_main_py_passes(comfy):
     assert call, "main.py no longer builds PromptExecutor's cache_args inline: check comfy_runtime.CACHE_ARGS"
     keys = set(re.findall(r"[\"'](\w+)[\"']\s*:", call.group(1)))
     assert keys and keys <= set(comfy_runtime.CACHE_ARGS), keys
+
+
+def test_cached_outputs_are_read_the_same_on_every_version(comfy):
+    """The executor's output cache answers with a coroutine in 0.33 and directly in 0.3.75:
+    comfy_runtime.cached_outputs reads both (the CountWorld benchmark reads the layout so)."""
+    import comfy_runtime
+    from conftest import plain_graph
+
+    graph = plain_graph(steps=2, prefix="numina_versions_cache")
+    executor, server = comfy_runtime.execute_graph(graph)
+    assert executor.success, comfy_runtime.execution_error(server)
+    latent = comfy_runtime.cached_outputs(executor, "5")   # EmptyHunyuanLatentVideo
+    assert tuple(latent[0][0]["samples"].shape) == (1, 16, 2, 8, 8)
+    assert comfy_runtime.cached_outputs(executor, "no-such-node") is None
