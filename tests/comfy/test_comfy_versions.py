@@ -7,7 +7,9 @@ import inspect
 import pytest
 import torch
 
+import comfy_runtime
 import make_fixtures
+from conftest import plain_graph
 
 PROMPT = "three red circles drifting on a grey background"
 SEED, STEPS, CFG = 5, 4, 2.0
@@ -78,8 +80,6 @@ def test_the_in_process_executor_gets_every_cache_setting_main_py_passes(comfy):
     import os
     import re
 
-    import comfy_runtime
-
     with open(os.path.join(comfy_runtime.comfyui_path(), "main.py")) as f:
         main_py = f.read()
     call = re.search(r"PromptExecutor\([^)]*cache_args\s*=\s*\{([^}]*)\}", main_py)
@@ -91,9 +91,6 @@ def test_the_in_process_executor_gets_every_cache_setting_main_py_passes(comfy):
 def test_cached_outputs_are_read_the_same_on_every_version(comfy):
     """The executor's output cache answers with a coroutine in 0.33 and directly in 0.3.75:
     comfy_runtime.cached_outputs reads both (the CountWorld benchmark reads the layout so)."""
-    import comfy_runtime
-    from conftest import plain_graph
-
     graph = plain_graph(steps=2, prefix="numina_versions_cache")
     executor, server = comfy_runtime.execute_graph(graph)
     assert executor.success, comfy_runtime.execution_error(server)
