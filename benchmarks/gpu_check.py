@@ -614,7 +614,8 @@ def micro_guided_attention(comfy: Comfy, dev: Device, shapes: dict, dtypes: list
                 row["plain_max_err_vs_fp32"] = float((plain_out.float() - plain_ref).abs().max())
                 for form in M.FORMS:
                     try:
-                        call = lambda form=form: M.guided_cross_attention(q, k, v, heads, plan, delta, form=form)  # noqa: E731
+                        prepared = M.prepare_plan(plan, q.device)      # once per run, as the guide does
+                        call = lambda form=form: M.guided_cross_attention(q, k, v, heads, prepared, delta, form=form)  # noqa: E731
                         ms, out = dev.best_of(call, repeats)
                         _, extra = dev.extra_peak(call)
                         err = (out.float() - ref).abs()

@@ -66,6 +66,7 @@ class NuminaCrossAttnGuide(io.ComfyNode):
         node_id = getattr(getattr(cls, "hidden", None), "unique_id", None)
         session = attention_patch.GuideSession(info, layout, form, added_boost, bias_modifiers,
                                                node_id=None if node_id is None else str(node_id))
+        session.prepared(model.load_device)     # the plan's index tensors, built before sampling starts
         edited = ", ".join(n.noun for n in layout.nouns)
         return io.NodeOutput(attention_patch.install(model, session),
                              f"NUMINA guide: biasing {edited} with the {form} form on "

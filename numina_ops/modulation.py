@@ -32,7 +32,7 @@ attention) and a decrease when ``m_ref`` is negative; there the added instances 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
@@ -184,11 +184,10 @@ class MatchedBias:
     """One noun's matched rows as flat index tensors: every group of the noun at once."""
 
     row_slots: torch.Tensor          # [n] long, positions in PreparedPlan.rows of the added pixels
-    added_rows: torch.Tensor         # [n] long, their token rows
-    group_of_added: torch.Tensor     # [n] long, their group
-    reference_rows: torch.Tensor     # [m] long, token rows of every group's reference instance
-    group_of_reference: torch.Tensor  # [m] long
-    reference_sizes: torch.Tensor    # [G] float32, pixels per reference instance
+    gathered_rows: torch.Tensor      # [n + m] long: the added pixels' rows, then every reference row
+    added_count: int                 # n
+    group_of_added: torch.Tensor     # [n] long, each added pixel's group
+    reference_average: torch.Tensor  # [G, m] float32: row g averages group g's reference rows
     column_slots: torch.Tensor       # [T] long, positions in PreparedPlan.columns of the noun's columns
     columns: torch.Tensor            # [T] long, the noun's context columns
 
@@ -205,10 +204,24 @@ class PreparedPlan:
     matched: tuple[MatchedBias, ...]
     added_floor: float
     max_column: int                  # largest column, as a Python int (checked without a sync)
+    # the q-independent part of the sparse form's mask for the latest (delta, dtype, context):
+    # every call of one forward shares it (one strength per step)
+    _masks: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def row_count(self) -> int:
         return int(self.rows.shape[0])
+
+    def constant_mask(self, delta: float, dtype: torch.dtype, context: int) -> torch.Tensor:
+        """[1, 1, R, context] in ``dtype``: removed and empty-frame bias at ``delta``, 0 elsewhere."""
+        key = (float(delta), dtype, int(context))
+        cached = self._masks.get("latest")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        mask = torch.zeros(1, 1, self.row_count, context, dtype=dtype, device=self.rows.device)
+        mask[..., self.columns] = (self.unit_bias * delta).to(dtype)
+        self._masks["latest"] = (key, mask)
+        return mask
 
 
 def prepare_plan(plan: BiasPlan, device: torch.device | str) -> PreparedPlan:
@@ -226,17 +239,19 @@ def prepare_plan(plan: BiasPlan, device: torch.device | str) -> PreparedPlan:
             continue
         added = torch.cat([g.rows for g in noun.matched])
         references = torch.cat([g.reference_rows for g in noun.matched])
-        groups = range(len(noun.matched))
+        average = torch.zeros(len(noun.matched), references.numel(), dtype=torch.float32, device="cpu")
+        start = 0
+        for g, group in enumerate(noun.matched):
+            size = group.reference_rows.numel()
+            average[g, start:start + size] = 1.0 / size
+            start += size
         matched.append(MatchedBias(
             row_slots=torch.searchsorted(rows, added).to(device),
-            added_rows=added.to(device),
+            gathered_rows=torch.cat([added, references]).to(device),
+            added_count=int(added.numel()),
             group_of_added=torch.cat([torch.full((g.rows.numel(),), i, dtype=torch.long, device="cpu")
-                                      for i, g in zip(groups, noun.matched)]).to(device),
-            reference_rows=references.to(device),
-            group_of_reference=torch.cat([torch.full((g.reference_rows.numel(),), i, dtype=torch.long, device="cpu")
-                                          for i, g in zip(groups, noun.matched)]).to(device),
-            reference_sizes=torch.tensor([float(g.reference_rows.numel()) for g in noun.matched],
-                                         dtype=torch.float32, device=device),
+                                      for i, g in enumerate(noun.matched)]).to(device),
+            reference_average=average.to(device),
             column_slots=c_idx.to(device),
             columns=noun.columns.to(device)))
     return PreparedPlan(grid=plan.grid, rows=rows.to(device), columns=columns.to(device),
@@ -285,26 +300,39 @@ def check_call(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, pl
             f"noun token position {plan.max_column} outside the context of length {k.shape[1]}")
 
 
-def bias_values(q: torch.Tensor, k: torch.Tensor, heads: int, plan: PreparedPlan, delta: float) -> torch.Tensor:
-    """The bias [B, R, T] float32 at strength ``delta`` for these q, k (the matched kind needs them).
+def _matched_bias(q: torch.Tensor, k: torch.Tensor, heads: int, m: MatchedBias, delta: float,
+                  added_floor: float) -> torch.Tensor:
+    """[B, n, T] bias of one noun's added pixels: ``delta * m_ref - head_mean(logit)``.
 
-    The matched rule uses head-mean logits; the mean over heads of per-head dot products is the
-    full-width dot product divided by the head count, and the mean over a reference instance and
-    the noun's tokens is the dot product of the means: one small matmul per noun, no head loop."""
-    values = (plan.unit_bias * delta).unsqueeze(0).repeat(q.shape[0], 1, 1)
+    The mean over heads of per-head dot products is the full-width dot product divided by the
+    head count, and the mean over a reference instance and the noun's tokens is an average of the
+    reference rows' logits: one gather and one matmul for every group of the noun."""
     scale = (q.shape[2] // heads) ** -0.5 / heads
+    logits = (q[:, m.gathered_rows].float() @ k[:, m.columns].float().transpose(1, 2)) * scale   # [B, n+m, T]
+    m_ref = logits[:, m.added_count:].mean(dim=2) @ m.reference_average.T                   # [B, G]
+    bias = delta * m_ref[:, m.group_of_added, None] - logits[:, :m.added_count]
+    return bias.clamp(min=added_floor * delta) if added_floor > 0 else bias
+
+
+def bias_values(q: torch.Tensor, k: torch.Tensor, heads: int, plan: PreparedPlan, delta: float) -> torch.Tensor:
+    """The bias [B, R, T] float32 at strength ``delta`` for these q, k (the matched kind needs them)."""
+    values = (plan.unit_bias * delta).unsqueeze(0).repeat(q.shape[0], 1, 1)
     for m in plan.matched:
-        keys = k[:, m.columns].float()                                          # [B, T, C]
-        added_logits = (q[:, m.added_rows].float() @ keys.transpose(1, 2)) * scale   # [B, n, T]
-        group_q = torch.zeros(q.shape[0], m.reference_sizes.shape[0], q.shape[2], dtype=torch.float32,
-                              device=q.device).index_add_(1, m.group_of_reference, q[:, m.reference_rows].float())
-        group_q = group_q / m.reference_sizes[None, :, None]
-        m_ref = (group_q @ keys.mean(dim=1, keepdim=True).transpose(1, 2)).squeeze(-1) * scale   # [B, G]
-        bias = delta * m_ref[:, m.group_of_added, None] - added_logits
-        if plan.added_floor > 0:
-            bias = bias.clamp(min=plan.added_floor * delta)
-        values[:, m.row_slots[:, None], m.column_slots[None, :]] += bias
+        values[:, m.row_slots[:, None], m.column_slots[None, :]] += _matched_bias(q, k, heads, m, delta, plan.added_floor)
     return values
+
+
+def sparse_mask(q: torch.Tensor, k: torch.Tensor, heads: int, plan: PreparedPlan, delta: float) -> torch.Tensor:
+    """The biased rows' SDPA mask [B or 1, 1, R, ctx] in q's dtype: the forward's cached constant
+    part, plus the matched rows' q-dependent bias when the plan has any."""
+    mask = plan.constant_mask(delta, q.dtype, k.shape[1])
+    if not plan.matched:
+        return mask
+    mask = mask.repeat(q.shape[0], 1, 1, 1)
+    for m in plan.matched:
+        mask[:, 0, m.row_slots[:, None], m.columns[None, :]] += \
+            _matched_bias(q, k, heads, m, delta, plan.added_floor).to(mask.dtype)
+    return mask
 
 
 def row_bias(q: torch.Tensor, k: torch.Tensor, heads: int, plan: BiasPlan, delta: float) -> RowBias:
@@ -333,13 +361,22 @@ def _exact_rows(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, r
                 columns: torch.Tensor, values: torch.Tensor, out: torch.Tensor, memory_budget: int) -> None:
     """Recompute ``rows`` exactly with their bias ``values`` [B, r, T], into ``out``: the fused SDPA
     kernel on the gathered rows with a mask of just those rows ([B, 1, r, ctx], not [L, ctx])."""
+    mask = torch.zeros(q.shape[0], 1, rows.shape[0], k.shape[1], dtype=q.dtype, device=q.device)
+    mask[..., columns] = values[:, None].to(q.dtype)
+    _masked_rows(q, k, v, heads, rows, mask, out, memory_budget)
+
+
+def _masked_rows(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, rows: torch.Tensor,
+                 mask: torch.Tensor, out: torch.Tensor, memory_budget: int) -> None:
+    """SDPA of the gathered ``rows`` under ``mask`` [B or 1, 1, r, ctx], written into ``out``; in
+    chunks of rows when their float logits would pass the budget (the CPU's math kernel makes them)."""
     keys, vals = _split_heads(k, heads), _split_heads(v, heads)
+    count = rows.shape[0]
     chunk = rows_per_chunk(q.shape[0], heads, k.shape[1], memory_budget)
-    for s0 in range(0, rows.shape[0], chunk):
-        part_rows = rows[s0:s0 + chunk]
-        mask = torch.zeros(q.shape[0], 1, part_rows.shape[0], k.shape[1], dtype=q.dtype, device=q.device)
-        mask[..., columns] = values[:, None, s0:s0 + chunk].to(q.dtype)
-        part = F.scaled_dot_product_attention(_split_heads(q[:, part_rows], heads), keys, vals, attn_mask=mask)
+    for s0 in range(0, count, chunk):
+        part_rows = rows if chunk >= count else rows[s0:s0 + chunk]
+        part_mask = mask if chunk >= count else mask[:, :, s0:s0 + chunk]
+        part = F.scaled_dot_product_attention(_split_heads(q[:, part_rows], heads), keys, vals, attn_mask=part_mask)
         out[:, part_rows] = _merge_heads(part).to(out.dtype)
 
 
@@ -396,12 +433,12 @@ def rebias_rows(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, p
     form allows: "sparse" and "fast" rewrite only the biased rows (every other row keeps the
     bits the attention backend produced), "dense" recomputes every row with the published mask.
     Returns the guided output (``out`` itself for sparse and fast)."""
+    if form == "sparse":
+        _masked_rows(q, k, v, heads, plan.rows, sparse_mask(q, k, heads, plan, delta), out, memory_budget)
+        return out
     values = bias_values(q, k, heads, plan, delta)
     if form == "dense":
         out.copy_(_dense(q, k, v, heads, plan, values).to(out.dtype))
-        return out
-    if form == "sparse":
-        _exact_rows(q, k, v, heads, plan.rows, plan.columns, values, out, memory_budget)
         return out
     return _fast(q, k, v, heads, plan, values, out, None, memory_budget)
 
@@ -442,8 +479,7 @@ def guided_cross_attention(
         out, lse = _plain_with_lse(q, k, v, heads)
     else:
         out = plain_cross_attention(q, k, v, heads)
-    values = bias_values(q, k, heads, prepared, delta)
     if form == "sparse":
-        _exact_rows(q, k, v, heads, prepared.rows, prepared.columns, values, out, memory_budget)
+        _masked_rows(q, k, v, heads, prepared.rows, sparse_mask(q, k, heads, prepared, delta), out, memory_budget)
         return out
-    return _fast(q, k, v, heads, prepared, values, out, lse, memory_budget)
+    return _fast(q, k, v, heads, prepared, bias_values(q, k, heads, prepared, delta), out, lse, memory_budget)

@@ -233,3 +233,16 @@ def test_bad_shapes_and_positions_are_refused() -> None:
         C.read_cross_attention(cq, ck, HEADS, GRID, {"cats": ()})
     with pytest.raises(NuminaInputError, match="outside the context of length 20"):
         C.read_cross_attention(cq, ck, HEADS, GRID, {"cats": (3, 20)})
+
+
+def test_orthonormal_columns_span_the_qr_basis_and_survive_rank_deficiency() -> None:
+    gen = torch.Generator().manual_seed(0)
+    y = torch.randn(3, 50, 6, generator=gen)
+    basis = C.orthonormal_columns(y)
+    eye = torch.eye(6).expand(3, 6, 6)
+    assert torch.allclose(basis.transpose(1, 2) @ basis, eye, atol=1e-5)
+    q = torch.linalg.qr(y).Q
+    assert torch.allclose(basis @ basis.transpose(1, 2), q @ q.transpose(1, 2), atol=1e-5)   # same span
+    flat = torch.zeros(2, 50, 4)                                  # a constant map's sketch: all zeros
+    flat[1, :, :2] = torch.randn(50, 2, generator=gen)           # rank 2 of 4
+    assert torch.isfinite(C.orthonormal_columns(flat)).all()

@@ -233,3 +233,13 @@ def test_bad_calls_are_refused() -> None:
         M.guided_cross_attention(q, k, v, 2, good, 1.0, form="flash")
     with pytest.raises(NuminaInputError, match="no token positions"):
         M.build_bias_plan(_layout({"cats": _edited_labels()}, {"cats": ()}))
+
+
+def test_one_forward_shares_the_constant_mask_and_a_new_strength_rebuilds_it() -> None:
+    plan = M.prepare_plan(M.build_bias_plan(_layout({"cats": _edited_labels()}, {"cats": (3, 4)})), "cpu")
+    first = plan.constant_mask(1.5, torch.float32, 16)
+    assert plan.constant_mask(1.5, torch.float32, 16) is first
+    again = plan.constant_mask(0.5, torch.float32, 16)
+    assert again is not first and torch.allclose(again * 3.0, first)
+    assert float(first[0, 0, :, 3].min()) == M.REMOVED_BIAS * 1.5     # removed rows at the noun's column
+    assert float(first[..., 0].abs().max()) == 0.0                     # other columns are untouched
