@@ -244,7 +244,6 @@ class _Session:
         self.grid = grid
         self.counts = RunCounts()
         self.last_run: Optional[RunCounts] = None
-        self.has_reference_tokens = False   # a model with ref_conv prepends a reference image's tokens
         self._lock = threading.Lock()
         # stable objects per chained predecessor: torch.compile guards on their identity
         self._overrides: dict[int, _ChainedOverride] = {}
@@ -277,7 +276,9 @@ class _Session:
         x, context = args[0], args[2] if len(args) > 2 else kwargs.get("context")
         clip_fea = args[3] if len(args) > 3 else kwargs.get("clip_fea")
         options = dict(options)
-        options[FORWARD_KEY] = self.forward_context(x, context, clip_fea, kwargs, options)
+        wan = getattr(executor, "class_obj", None)          # the WanModel this forward runs
+        with_reference = kwargs.get("reference_latent") is not None and getattr(wan, "ref_conv", None) is not None
+        options[FORWARD_KEY] = self.forward_context(x, context, clip_fea, kwargs if with_reference else {}, options)
         options["optimized_attention_override"] = self._chain(options.get("optimized_attention_override"))
         options["patches_replace"] = self._stamped(options.get("patches_replace") or {})
         with self._lock:
@@ -296,8 +297,8 @@ class _Session:
                 "node from the NUMINA runs, or sample a length that fits one window.")
         grid = TokenGrid(*(math.ceil(s / p) for s, p in zip(x.shape[2:], self.info.patch_size)))
         offset = 0
-        reference = kwargs.get("reference_latent")
-        if reference is not None and self.has_reference_tokens:
+        reference = kwargs.get("reference_latent")    # passed only when the model prepends its tokens
+        if reference is not None:
             offset = math.prod(s // p for s, p in zip(reference.shape[-2:], self.info.patch_size[1:]))
         image_tokens = int(clip_fea.shape[-2]) if clip_fea is not None else 0
         step, steps = self.step_for(options)
@@ -513,7 +514,6 @@ def install(model: Any, session: _Session) -> Any:
     import comfy.patcher_extension as extension
 
     patched = model.clone()
-    session.has_reference_tokens = getattr(model.model.diffusion_model, "ref_conv", None) is not None
     for kind, wrapper in ((extension.WrappersMP.OUTER_SAMPLE, session.wrap_sampling),
                           (extension.WrappersMP.DIFFUSION_MODEL, _eager(session.wrap_forward, recursive=False))):
         patched.remove_wrappers_with_key(kind, WRAPPER_KEY)

@@ -129,22 +129,28 @@ def test_a_step_cache_keeps_guiding_the_steps_it_computes(run, comfy, tiny_model
 
 
 def test_context_windows_stop_with_a_message_naming_them(run, comfy, samples):  # noqa: F811
-    windows = comfy["ContextWindowsManual"].execute(samples["model"], 1, 0, "standard_static", 1, False,
-                                                    "pyramid", 2).result[0]
+    import inspect
+    node = comfy["ContextWindowsManual"]
+    settings = dict(model=samples["model"], context_length=1, context_overlap=0, context_schedule="standard_static",
+                    context_stride=1, closed_loop=False, fuse_method="pyramid", dim=2, freenoise=False)
+    accepted = inspect.signature(node.execute).parameters      # newer ComfyUI added freenoise
+    windows = node.execute(**{k: v for k, v in settings.items() if k in accepted}).result[0]
     with pytest.raises(Exception, match="context windows"):
         run.sample(windows)
 
 
 # ----------------------------------------------------------------------------- calls by structure
 
-def _tiny_wan(kind: str):
-    """A real ComfyUI WanModel (random weights): T2V, I2V (257 image tokens) or FLF2V (514)."""
+def _tiny_wan(kind: str, reference_tokens: bool = False):
+    """A real ComfyUI WanModel (random weights): T2V, I2V (257 image tokens) or FLF2V (514); with
+    ``reference_tokens`` it prepends a reference image's tokens (``ref_conv``)."""
     import comfy.ldm.wan.model as wan
     import comfy.ops
     torch.manual_seed(0)
     model = wan.WanModel(model_type="t2v" if kind == "t2v" else "i2v", dim=64, ffn_dim=128, num_heads=2,
                          num_layers=2, in_dim=16, out_dim=16, text_dim=32, freq_dim=32,
                          flf_pos_embed_token_number=514 if kind == "flf2v" else None,
+                         in_dim_ref_conv=16 if reference_tokens else None,
                          operations=comfy.ops.disable_weight_init)
     for p in model.parameters():
         torch.nn.init.normal_(p, std=0.05)
@@ -164,19 +170,20 @@ def _layout_for(grid):
 
 @pytest.fixture
 def guide_calls(pack, monkeypatch):
-    """Every call NUMINA biases: (key tokens, first and last batch row of the queries it rewrote)."""
+    """Every call NUMINA biases: (key tokens, batch rows, query tokens, first query token)."""
     patch = pack.module("NuminaCrossAttnGuide").attention_patch
     seen = []
     original = patch.modulation.rebias_rows
 
     def spy(q, k, v, heads, plan, delta, out, form="sparse", **kw):
-        seen.append((k.shape[1], q.shape[0]))
+        first_token = (q.storage_offset() // q.stride(1)) % (q.stride(0) // q.stride(1))   # of the full sequence
+        seen.append((k.shape[1], q.shape[0], q.shape[1], first_token))
         return original(q, k, v, heads, plan, delta, out, form, **kw)
     monkeypatch.setattr(patch.modulation, "rebias_rows", spy)
     return patch, seen
 
 
-def _forward(patch, model, session, cond_or_uncond, kind, seed=1):
+def _forward(patch, model, session, cond_or_uncond, kind, seed=1, **extra):
     import comfy.patcher_extension as ext
     batch = len(cond_or_uncond)
     gen = torch.Generator().manual_seed(seed)
@@ -188,7 +195,7 @@ def _forward(patch, model, session, cond_or_uncond, kind, seed=1):
     options = {"wrappers": wrappers, "cond_or_uncond": list(cond_or_uncond), "sigmas": torch.tensor([1.0]),
                "sample_sigmas": torch.tensor([1.0, 0.5, 0.0])}
     with torch.no_grad():
-        return model(x, torch.full((batch,), 999.0), context, clip_fea=clip_fea, transformer_options=options)
+        return model(x, torch.full((batch,), 999.0), context, clip_fea=clip_fea, transformer_options=options, **extra)
 
 
 @pytest.mark.parametrize("kind", ["t2v", "i2v", "flf2v"])
@@ -199,7 +206,7 @@ def test_only_text_cross_attention_is_biased_whatever_the_model_kind(guide_calls
     grid = patch.TokenGrid(2, 4, 4)
     session = patch.GuideSession(info, _layout_for(grid), "sparse")
     _forward(patch, model, session, [1, 0], kind)
-    assert [k for k, _ in seen] == [24, 24], "one text call (24 context tokens) per block, never self or image"
+    assert [k for k, *_ in seen] == [24, 24], "one text call (24 context tokens) per block, never self or image"
     assert session.counts.unknown_calls == 0 and session.counts.text_calls == 2
 
 
@@ -210,7 +217,7 @@ def test_cond_and_uncond_batched_or_apart_bias_only_the_cond_rows(guide_calls):
     model = _tiny_wan("t2v")
     session = patch.GuideSession(patch.WanInfo("wan21", 2, 2, (1, 2, 2), 16), _layout_for(patch.TokenGrid(2, 4, 4)), "sparse")
     together = _forward(patch, model, session, [1, 0], "t2v")
-    assert [rows for _, rows in seen] == [1, 1]
+    assert [rows for _, rows, *_ in seen] == [1, 1]
     seen.clear()
     results = {}
     threads = [threading.Thread(target=lambda c=c: results.__setitem__(c, _forward(patch, model, session, [c], "t2v")))
@@ -253,3 +260,15 @@ def test_a_call_is_classified_from_its_shapes_alone(pack):
     assert patch.cond_slices([1, 0], 2) == (slice(1, 2),)
     assert patch.cond_slices([0, 1, 0], 6) == (slice(0, 2), slice(4, 6))
     assert patch.cond_slices([1], 1) == ()
+
+
+def test_reference_image_tokens_before_the_video_are_skipped(guide_calls):
+    """A model with ref_conv prepends a reference latent's tokens (16 here): the bias lands on
+    the video tokens after them, never on the reference tokens."""
+    patch, seen = guide_calls
+    model = _tiny_wan("t2v", reference_tokens=True)
+    session = patch.GuideSession(patch.WanInfo("wan21", 2, 2, (1, 2, 2), 16), _layout_for(patch.TokenGrid(2, 4, 4)), "sparse")
+    reference = torch.randn(2, 16, 8, 8, generator=torch.Generator().manual_seed(3))
+    _forward(patch, model, session, [1, 0], "t2v", reference_latent=reference)
+    assert [k for k, *_ in seen] == [24, 24] and session.counts.unknown_calls == 0
+    assert all((tokens, first) == (32, 16) for _, _, tokens, first in seen), "the 32 video tokens after the 16"
