@@ -3,17 +3,14 @@ from __future__ import annotations
 
 import torch
 
-import comfy.sample
 import comfy.samplers
-import comfy.utils
-import latent_preview
 from comfy_api.latest import io
 
 from ..numina_ops.prompt import parse_targets
-from ..numina_ops.records import Capture, NuminaInputError, Targets
+from ..numina_ops.records import Capture, NuminaInputError, ReferencePass, SamplingSettings, Targets
 from ..numina_ops.tokens import modifier_token_positions, noun_token_positions
 from ..numina_ops import capture as capture_ops
-from . import attention_patch
+from . import attention_patch, sampling
 from .records_io import CAPTURE
 
 # The published defaults: maps taken at step 20 of 50, in block 15 of Wan2.1-1.3B's 30.
@@ -43,27 +40,22 @@ def token_pieces(clip, prompt: str) -> list[str]:
     return [processor.id_to_piece(int(t[0])) if not hasattr(t[0], "shape") else "<embed>" for t in batches[0]]
 
 
-def full_schedule(model, scheduler: str, steps: int):
-    """The whole sigma schedule of the final run, so the guide knows the step even when a
-    KSamplerAdvanced samples only part of it (Wan2.2 A14B's two experts)."""
-    sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, steps)
-    return tuple(float(s) for s in sigmas.detach().cpu())
-
-
-LATENT_RATIO_KEYS = ("downscale_ratio_spacial", "downscale_ratio_temporal")
-
-
-def prepare_latent(model, latent: dict) -> torch.Tensor:
-    """The latent made ready for `model` exactly as the installed ComfyUI's `common_ksampler`
-    does, so the capture sees the final run's token grid.  Newer ComfyUI (0.33) also passes the
-    ratios an empty latent records (EmptyHunyuanLatentVideo: 8) and resizes it to the model's
-    stride (Wan2.2 5B: 16); older ones (0.3.75) take no ratios."""
-    import inspect
-
-    fix = comfy.sample.fix_empty_latent_channels
-    accepted = inspect.signature(fix).parameters
-    ratios = {key: latent.get(key) for key in LATENT_RATIO_KEYS if key in accepted}
-    return fix(model, latent["samples"], **ratios)
+def check_prompt_matches(clip, prompt: str, positive) -> None:
+    """The counts come from the prompt text, the run from the positive conditioning: they must be
+    the same text.  Re-encodes the text (one text-encoder pass) and compares, when the
+    conditioning is a single plain encoding (other conditioning nodes cannot be compared)."""
+    if not isinstance(positive, list) or len(positive) != 1 or not hasattr(clip, "encode_from_tokens_scheduled"):
+        return
+    given = positive[0][0]
+    encoded = clip.encode_from_tokens_scheduled(clip.tokenize(prompt))
+    if len(encoded) != 1 or encoded[0][0].shape != given.shape:
+        return
+    if not torch.allclose(encoded[0][0].float().cpu(), given.float().cpu(), rtol=1e-3, atol=1e-3):
+        shown = prompt if len(prompt) <= 80 else prompt[:77] + "..."
+        raise NuminaInputError(
+            f"the capture's prompt text ({shown!r}) is not the text of its positive conditioning: the counts "
+            "would be read for another prompt than the one sampled. Connect the same text to both (e.g. "
+            "one primitive string node feeding CLIPTextEncode and this node's prompt).")
 
 
 class NuminaAttentionCapture(io.ComfyNode):
@@ -117,8 +109,9 @@ class NuminaAttentionCapture(io.ComfyNode):
                 prompt, count_override, reference_step, block,
                 memory_budget_mb: int = DEFAULT_MEMORY_MB) -> io.NodeOutput:
         info = attention_patch.wan_info(model)
-        latent_image = prepare_latent(model, latent)
-        grid = info.grid_for(latent_image)
+        grid = info.grid_for(sampling.prepare_latent(model, latent))
+        settings = SamplingSettings(seed=int(seed), steps=int(steps), cfg=float(cfg), sampler_name=sampler_name,
+                                    scheduler=scheduler)
         step = default_reference_step(steps) if reference_step < 0 else reference_step
         if step >= steps:
             raise NuminaInputError(f"reference_step {step} must be below steps ({steps}); use -1 for the default "
@@ -128,21 +121,18 @@ class NuminaAttentionCapture(io.ComfyNode):
             raise NuminaInputError(f"block {block_index} does not exist: this model has {info.blocks} blocks (0..{info.blocks - 1})")
         targets = parse_targets(prompt, count_override.strip() or None)
         if not targets.items:
-            capture = _empty_capture(grid, targets, step, steps, block_index, info)
+            capture = _empty_capture(grid, targets, step, steps, block_index, info,
+                                     ReferencePass(settings, positive, negative, latent, None, 0))
             note = "; ".join(targets.notes) or "no countable noun in the prompt"
             return io.NodeOutput(capture, latent, f"NUMINA: nothing to count ({note}); guidance will be a no-op.")
         pieces = token_pieces(clip, prompt)
         positions = noun_token_positions(targets, pieces)
+        check_prompt_matches(clip, prompt, positive)
 
         session = attention_patch.CaptureSession(info, grid, block_index, step, positions,
                                                  memory_budget=int(memory_budget_mb) * 2**20)
         patched = attention_patch.install(model, session)
-        noise = comfy.sample.prepare_noise(latent_image, seed, latent.get("batch_index"))
-        samples = comfy.sample.sample(
-            patched, noise, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
-            denoise=1.0, last_step=step + 1, force_full_denoise=False, noise_mask=latent.get("noise_mask"),
-            callback=latent_preview.prepare_callback(patched, steps), disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
-            seed=seed)
+        state, reference = sampling.reference_pass(patched, settings, positive, negative, latent, step)
         if not session.complete:
             raise NuminaInputError(
                 f"the reference pass never reached block {block_index} at step {step} with a cond row; "
@@ -150,11 +140,8 @@ class NuminaAttentionCapture(io.ComfyNode):
         capture = capture_ops.assemble_capture(
             session.reading, session.cross_maps, targets, positions, step_index=step, total_steps=steps,
             block_index=block_index, total_blocks=info.blocks, model_family=info.family,
-            schedule=full_schedule(patched, scheduler, steps),
-            modifier_positions=modifier_token_positions(targets, pieces),
-            meta={"seed": seed, "sampler": sampler_name, "scheduler": scheduler, "cfg": cfg})
-        reference = {k: v for k, v in latent.items() if k not in LATENT_RATIO_KEYS}  # as common_ksampler's output
-        reference["samples"] = samples
+            schedule=sampling.sigmas_of(patched, settings),
+            modifier_positions=modifier_token_positions(targets, pieces), reference=state)
         wanted = ", ".join(f"{t.count} x {t.noun}" for t in targets.items)
         report = f"NUMINA capture: {wanted}; read block {block_index}/{info.blocks} at step {step}/{steps} " \
                  f"on a {grid.frames}x{grid.height}x{grid.width} token grid"
@@ -163,8 +150,9 @@ class NuminaAttentionCapture(io.ComfyNode):
         return io.NodeOutput(capture, reference, report)
 
 
-def _empty_capture(grid, targets: Targets, step: int, steps: int, block: int, info) -> Capture:
-    return Capture(grid=grid, targets=targets, nouns=(),
+def _empty_capture(grid, targets: Targets, step: int, steps: int, block: int, info,
+                   reference: ReferencePass) -> Capture:
+    return Capture(grid=grid, targets=targets, nouns=(), reference=reference,
                    self_features=torch.zeros(grid.frames, grid.tokens_per_frame, 3, device="cpu"),
                    chosen_heads=torch.zeros(grid.frames, dtype=torch.long, device="cpu"),
                    head_scores=torch.zeros(grid.frames, info.heads, device="cpu"), step_index=step, total_steps=steps,

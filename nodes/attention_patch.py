@@ -254,6 +254,7 @@ class _Session:
 
     # -- wrappers ----------------------------------------------------------------------------
     def wrap_sampling(self, executor, *args, **kwargs):
+        self.check_run(args, kwargs)
         with self._lock:
             self.counts = RunCounts()
         try:
@@ -265,6 +266,11 @@ class _Session:
 
     def finish_run(self, counts: RunCounts) -> None:
         """Hook: report at the end of a sampling run."""
+
+    def check_run(self, args: tuple, kwargs: dict) -> None:
+        """Hook: refuse a sampling run that does not fit the session, before it starts.
+        CFGGuider.outer_sample(noise, latent_image, sampler, sigmas, denoise_mask, callback,
+        disable_pbar, seed, ...)."""
 
     def wrap_forward(self, executor, *args, **kwargs):
         """Wan's forward(x, timestep, context, clip_fea, time_dim_concat, transformer_options, ...)."""
@@ -433,6 +439,36 @@ class GuideSession(_Session):
     def step_for(self, options: dict) -> tuple[int, int]:
         return step_in_schedule(options, self.layout.schedule)
 
+    def check_run(self, args: tuple, kwargs: dict) -> None:
+        """A guided MODEL sampled with other settings than the capture's would be guided toward
+        another run's layout: stop, naming both values (seed, steps / scheduler, sampler)."""
+        planned = self.layout.settings
+        if planned is None:
+            return
+        named = dict(zip(("noise", "latent_image", "sampler", "sigmas", "denoise_mask", "callback",
+                          "disable_pbar", "seed"), args))
+        named.update(kwargs)
+        sigmas, seed, sampler, noise = (named.get(k) for k in ("sigmas", "seed", "sampler", "noise"))
+        if sigmas is not None and len(self.layout.schedule) > 1:
+            run = [float(x) for x in sigmas.detach().flatten().cpu()]
+            if not _is_part_of(run, self.layout.schedule):
+                raise NuminaInputError(
+                    f"NUMINA guide: this sampler's sigmas ({len(run) - 1} steps: {_short(run)}) are not part of the "
+                    f"capture's schedule ({planned.steps} steps, scheduler {planned.scheduler}: "
+                    f"{_short(self.layout.schedule)}); sample with the capture's steps and scheduler, or use "
+                    "NuminaSampler, which takes them from the capture.")
+        if (seed is not None and int(seed) != planned.seed and isinstance(noise, torch.Tensor)
+                and bool(noise.any())):
+            raise NuminaInputError(
+                f"NUMINA guide: this sampler's seed is {int(seed)} but the capture's is {planned.seed}: the layout "
+                "was read from another noise. Use the capture's seed, or NuminaSampler.")
+        expected = _sampler_identity(planned.sampler_name)
+        running = _sampler_identity(sampler)
+        if expected is not None and running is not None and expected != running:
+            raise NuminaInputError(
+                f"NUMINA guide: this run's sampler ({running}) is not the capture's ({planned.sampler_name}:"
+                f" {expected}); use the capture's sampler, or NuminaSampler.")
+
     def strength_at(self, step: int, steps: int) -> float:
         if self.plan.is_empty or step < 0 or steps < 1:
             return 0.0
@@ -486,6 +522,37 @@ class GuideSession(_Session):
                         " as a context and the calling module could not be seen); they were left unbiased.",
                         counts.unknown_calls)
         _show_on_node(self.node_id, text)
+
+
+def _is_part_of(run: list[float], schedule: tuple[float, ...], tolerance: float = 1e-4) -> bool:
+    """True when ``run`` is a contiguous slice of ``schedule`` (KSamplerAdvanced samples part of
+    it; with return_with_leftover_noise off its last sigma becomes 0)."""
+    def close(a: float, b: float) -> bool:
+        return abs(a - b) <= tolerance * max(1.0, abs(b))
+    for start in range(len(schedule)):
+        if not close(run[0], schedule[start]) or start + len(run) > len(schedule):
+            continue
+        body = all(close(a, b) for a, b in zip(run[:-1], schedule[start:start + len(run) - 1]))
+        if body and (close(run[-1], schedule[start + len(run) - 1]) or run[-1] == 0.0):
+            return True
+    return False
+
+
+def _short(values) -> str:
+    shown = [f"{v:.3f}" for v in values]
+    return "[" + ", ".join(shown if len(shown) <= 6 else shown[:3] + ["..."] + shown[-2:]) + "]"
+
+
+def _sampler_identity(sampler: Any) -> Optional[str]:
+    """The sampling function's qualified name, for a sampler name or a KSAMPLER object."""
+    try:
+        if isinstance(sampler, str):
+            import comfy.samplers
+            sampler = comfy.samplers.sampler_object(sampler)
+        function = getattr(sampler, "sampler_function", None)
+        return getattr(function, "__qualname__", None)
+    except Exception:
+        return None
 
 
 def _show_on_node(node_id: Optional[str], text: str) -> None:

@@ -1,6 +1,8 @@
 """NuminaCrossAttnGuide: phase 2, a MODEL whose cross-attention is nudged toward the layout."""
 from __future__ import annotations
 
+from typing import Any, Optional
+
 from comfy_api.latest import io
 
 from ..numina_ops import modulation
@@ -44,31 +46,36 @@ class NuminaCrossAttnGuide(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, layout, bias_form, added_boost: float = 0.0, bias_modifiers: bool = False) -> io.NodeOutput:
-        info = attention_patch.wan_info(model)
-        if not isinstance(layout, Layout):
-            raise NuminaInputError("connect the 'layout' output of NuminaLayoutRefine to this input")
-        if layout.model_family != info.family:
-            raise NuminaInputError(f"this layout was read from a {layout.model_family} model but the MODEL is "
-                                   f"{info.family}; capture again with this model")
-        if not layout.nouns:
-            return io.NodeOutput(model, "NUMINA guide: no countable noun, no change needed: the result equals the plain run.")
-        if not layout.refined:
-            raise NuminaInputError("this layout is not refined yet: put NuminaLayoutRefine between "
-                                   "NuminaLayoutInfer and NuminaCrossAttnGuide")
-        if not layout.needs_guidance:
-            unfixable = [n.noun for n in layout.nouns if n.mismatched_frames]
-            why = (f"refinement could not place the missing instances of {', '.join(unfixable)} (see its notes)"
-                   if unfixable else "every frame already shows the target count")
-            return io.NodeOutput(model, f"NUMINA guide: {why}, no change needed: the result equals the plain run "
-                                        "(or finish the capture's reference_latent with KSamplerAdvanced to skip "
-                                        "the second pass).")
-        form = modulation.DEFAULT_FORM if bias_form == "auto" else bias_form
         node_id = getattr(getattr(cls, "hidden", None), "unique_id", None)
-        session = attention_patch.GuideSession(info, layout, form, added_boost, bias_modifiers,
-                                               node_id=None if node_id is None else str(node_id))
-        session.prepared(model.load_device)     # the plan's index tensors, built before sampling starts
-        edited = ", ".join(n.noun for n in layout.nouns)
-        return io.NodeOutput(attention_patch.install(model, session),
-                             f"NUMINA guide: biasing {edited} with the {form} form on "
-                             f"{layout.grid.frames}x{layout.grid.height}x{layout.grid.width} tokens. After sampling, "
-                             "the log (and this node, in the UI) says how many cross-attention calls were biased.")
+        guided, _, report = guide(model, layout, bias_form, added_boost, bias_modifiers,
+                                  None if node_id is None else str(node_id))
+        return io.NodeOutput(guided, report)
+
+
+def guide(model, layout, bias_form: str, added_boost: float = 0.0, bias_modifiers: bool = False,
+          node_id: Optional[str] = None) -> tuple[Any, Optional[attention_patch.GuideSession], str]:
+    """(MODEL to sample, its guide session or None when nothing needs guidance, report)."""
+    info = attention_patch.wan_info(model)
+    if not isinstance(layout, Layout):
+        raise NuminaInputError("connect the 'layout' output of NuminaLayoutRefine to this input")
+    if layout.model_family != info.family:
+        raise NuminaInputError(f"this layout was read from a {layout.model_family} model but the MODEL is "
+                               f"{info.family}; capture again with this model")
+    if not layout.nouns:
+        return model, None, "NUMINA guide: no countable noun, no change needed: the result equals the plain run."
+    if not layout.refined:
+        raise NuminaInputError("this layout is not refined yet: put NuminaLayoutRefine between "
+                               "NuminaLayoutInfer and NuminaCrossAttnGuide")
+    if not layout.needs_guidance:
+        unfixable = [n.noun for n in layout.nouns if n.mismatched_frames]
+        why = (f"refinement could not place the missing instances of {', '.join(unfixable)} (see its notes)"
+               if unfixable else "every frame already shows the target count")
+        return model, None, f"NUMINA guide: {why}, no change needed: the result equals the plain run."
+    form = modulation.DEFAULT_FORM if bias_form == "auto" else bias_form
+    session = attention_patch.GuideSession(info, layout, form, added_boost, bias_modifiers, node_id=node_id)
+    session.prepared(model.load_device)     # the plan's index tensors, built before sampling starts
+    edited = ", ".join(n.noun for n in layout.nouns)
+    return (attention_patch.install(model, session), session,
+            f"NUMINA guide: biasing {edited} with the {form} form on "
+            f"{layout.grid.frames}x{layout.grid.height}x{layout.grid.width} tokens. After sampling, "
+            "the log (and this node, in the UI) says how many cross-attention calls were biased.")

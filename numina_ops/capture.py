@@ -51,7 +51,7 @@ from typing import Callable, Mapping, Optional, Sequence
 
 import torch
 
-from .records import Capture, NounMaps, NuminaInputError, Targets, TokenGrid
+from .records import Capture, NounMaps, NuminaInputError, ReferencePass, Targets, TokenGrid
 
 DEFAULT_MEMORY_BUDGET = 256 * 2**20   # bytes for the big temporaries of one chunk
 SKETCH_SEED = 0
@@ -398,6 +398,7 @@ def assemble_capture(
     model_family: str = "wan21",
     schedule: Sequence[float] = (),
     modifier_positions: Optional[Mapping[str, Sequence[int]]] = None,
+    reference: Optional[ReferencePass] = None,
     meta: Optional[dict] = None,
 ) -> Capture:
     """Both halves -> one Capture on the CPU (the one place readings leave the model's device);
@@ -422,7 +423,7 @@ def assemble_capture(
                    schedule=tuple(float(x) for x in schedule),
                    modifier_positions=tuple((noun, tuple(int(p) for p in positions))
                                             for noun, positions in (modifier_positions or {}).items()),
-                   meta=dict(meta or {}))
+                   reference=reference, meta=dict(meta or {}))
 
 
 def capture_block(

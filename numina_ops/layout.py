@@ -494,4 +494,5 @@ def infer_layout(capture: Capture, mode: str = "default", targets: Targets | Non
     return Layout(grid=capture.grid, targets=targets, nouns=tuple(layouts), refined=False,
                   step_index=capture.step_index, total_steps=capture.total_steps,
                   model_family=capture.model_family, schedule=capture.schedule,
-                  modifier_positions=capture.modifier_positions, meta=meta)
+                  modifier_positions=capture.modifier_positions,
+                  settings=capture.reference.settings if capture.reference else None, meta=meta)

@@ -8,7 +8,7 @@ the model ran on, results cross between nodes on the CPU (moved in one place,
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 
@@ -77,6 +77,35 @@ class NounMaps:
 
 
 @dataclass(frozen=True)
+class SamplingSettings:
+    """The settings both passes share, entered once (on the capture)."""
+
+    seed: int
+    steps: int
+    cfg: float
+    sampler_name: str
+    scheduler: str
+
+    def describe(self) -> str:
+        return (f"seed {self.seed}, {self.steps} steps, cfg {self.cfg:g}, sampler {self.sampler_name},"
+                f" scheduler {self.scheduler}")
+
+
+@dataclass(frozen=True)
+class ReferencePass:
+    """What the capture's reference pass leaves for the NUMINA sampler: the run's settings and
+    inputs, and the sampler's exact state after the reference step, so a run whose counts are
+    already right is finished instead of sampled again."""
+
+    settings: SamplingSettings
+    positive: Any                       # ComfyUI CONDITIONING of the run
+    negative: Any
+    latent: dict                        # the LATENT the run starts from
+    state: Optional[torch.Tensor]       # raw sampler state after the reference step (CPU); None: no pass ran
+    next_step: int                      # the first step that state has not taken
+
+
+@dataclass(frozen=True)
 class Capture:
     """The reference pass's reading of one block at one step (cond rows only)."""
 
@@ -94,6 +123,7 @@ class Capture:
     schedule: tuple[float, ...] = ()    # the whole sigma schedule of the run: the guide finds its step in it
     modifier_positions: tuple[tuple[str, tuple[int, ...]], ...] = ()   # (noun, context positions of the
                                         # words between its numeral and the noun), for bias_modifiers
+    reference: Optional[ReferencePass] = field(default=None, compare=False)
     meta: dict = field(default_factory=dict, compare=False, hash=False)   # display only
 
 
@@ -133,6 +163,7 @@ class Layout:
     model_family: str = "wan21"
     schedule: tuple[float, ...] = ()    # from the capture (see Capture.schedule)
     modifier_positions: tuple[tuple[str, tuple[int, ...]], ...] = ()   # from the capture
+    settings: Optional[SamplingSettings] = None   # from the capture: the guide checks the sampler against it
     meta: dict = field(default_factory=dict, compare=False, hash=False)   # display only
 
     @property

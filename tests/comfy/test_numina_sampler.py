@@ -1,0 +1,107 @@
+"""NuminaSampler: one graph a user can trust.  A run whose counts are right costs exactly the plain
+run's model evaluations and equals it bit for bit; a run to fix costs the reference steps plus
+one guided pass; every setting comes from the capture, and a guided MODEL sampled with other
+settings stops with both values named."""
+import dataclasses
+
+import pytest
+import torch
+
+from test_nodes import CFG, PROMPT, SEED, STEPS, run  # noqa: F401  (run: the node-driving fixture)
+
+
+def _counting(model):
+    """A clone that counts its diffusion-model forwards (one per CFG batch and step)."""
+    import comfy.patcher_extension as ext
+    counted = model.clone()
+    calls = []
+
+    def count(executor, *args, **kwargs):
+        calls.append(1)
+        return executor(*args, **kwargs)
+    counted.add_wrapper_with_key(ext.WrappersMP.DIFFUSION_MODEL, "count", count)
+    return counted, calls
+
+
+def _sampler(comfy, model, capture, layout, **optional):
+    return comfy["NuminaSampler"].execute(model, capture, layout, "auto", **optional).result
+
+
+def _untouched(layout):
+    """The inferred layout accepted as it is (no edit): what a user whose counts are right has."""
+    return dataclasses.replace(layout, refined=True)
+
+
+def test_counts_right_costs_the_plain_run_and_equals_it_bit_for_bit(run, comfy, tiny_model):  # noqa: F811
+    model, calls = _counting(tiny_model)
+    capture, _, _ = run.capture(model=model)
+    layout, _, _ = run.layout(capture)
+    reference_calls = len(calls)
+    assert reference_calls == capture.step_index + 1
+    latent, report = _sampler(comfy, model, capture, _untouched(layout))
+    assert len(calls) == STEPS, "capture + finish together: the plain run's model evaluations"
+    assert "counts already right" in report
+    plain = run.sample(tiny_model)
+    assert torch.equal(latent["samples"], plain), float((latent["samples"] - plain).abs().max())
+
+
+def test_a_count_to_fix_costs_the_reference_steps_plus_one_guided_pass(run, comfy, tiny_model):  # noqa: F811
+    model, calls = _counting(tiny_model)
+    capture, _, _ = run.capture(model=model, override="circles: 5")
+    refined, _, _ = run.refine(run.layout(capture)[0])
+    assert refined.needs_guidance
+    latent, report = _sampler(comfy, model, capture, refined)
+    assert len(calls) == capture.step_index + 1 + STEPS
+    assert "guided pass" in report and "biased 8 of 8" in report
+    guided_model, _ = run.guide(refined)                      # the same run through guide + KSampler
+    assert torch.equal(latent["samples"], run.sample(guided_model))
+    assert not torch.equal(latent["samples"], run.sample(tiny_model))
+
+
+def test_two_experts_switch_at_the_given_step(run, comfy, tiny_model):  # noqa: F811
+    """Wan2.2 A14B: the high-noise expert to switch_step, the low-noise one after (here the tiny
+    model plays both). Counts right: the plain two-KSamplerAdvanced run, bit for bit."""
+    advanced = comfy["KSamplerAdvanced"]()
+    pos, neg = run.cond(PROMPT), run.cond("")
+    high = advanced.sample(tiny_model, "enable", SEED, STEPS, CFG, "euler", "simple", pos, neg, run.latent(),
+                           0, 2, "enable")[0]
+    low = advanced.sample(tiny_model, "disable", SEED, STEPS, CFG, "euler", "simple", pos, neg, high,
+                          2, 10000, "disable")[0]
+    for step in (0, 1):                # the reference pass ends before the switch, or right at it
+        capture, _, _ = run.capture(step=step)
+        layout, _, _ = run.layout(capture)
+        latent, _ = _sampler(comfy, tiny_model, capture, _untouched(layout), low_noise_model=tiny_model,
+                             switch_step=2)
+        assert torch.equal(latent["samples"], low["samples"]), step
+    refined, _, _ = run.refine(run.layout(run.capture(step=1, override="circles: 5")[0])[0])
+    fixed, report = _sampler(comfy, tiny_model, run.capture(step=1, override="circles: 5")[0], refined,
+                             low_noise_model=tiny_model, switch_step=2)
+    assert "Low-noise expert from step 2: biased 4 of 4" in report
+    with pytest.raises(ValueError, match="switch_step between 1 and 3"):
+        _sampler(comfy, tiny_model, capture, _untouched(layout), low_noise_model=tiny_model)
+
+
+def test_a_guided_model_sampled_with_other_settings_names_both_values(run, comfy):  # noqa: F811
+    *_, model, _ = run.pipeline()
+    pos, neg = run.cond(PROMPT), run.cond("")
+    with pytest.raises(Exception, match=f"seed is {SEED + 1} but the capture's is {SEED}"):
+        comfy["KSampler"]().sample(model, SEED + 1, STEPS, CFG, "euler", "simple", pos, neg, run.latent())
+    with pytest.raises(Exception, match=f"6 steps.*capture's schedule \\({STEPS} steps, scheduler simple"):
+        comfy["KSampler"]().sample(model, SEED, 6, CFG, "euler", "simple", pos, neg, run.latent())
+    with pytest.raises(Exception, match="sampler .* is not the capture's \\(euler"):
+        comfy["KSampler"]().sample(model, SEED, STEPS, CFG, "heun", "simple", pos, neg, run.latent())
+
+
+def test_a_layout_from_another_capture_is_refused(run, comfy, tiny_model):  # noqa: F811
+    capture, _, _ = run.capture()
+    other, _, _ = run.capture(override="circles: 5")
+    refined, _, _ = run.refine(run.layout(other)[0])
+    with pytest.raises(ValueError, match="was not read from this capture"):
+        _sampler(comfy, tiny_model, capture, refined)
+
+
+def test_prompt_text_and_conditioning_of_different_texts_are_refused(run, comfy, tiny_model, tiny_clip):  # noqa: F811
+    node = comfy["NuminaAttentionCapture"]
+    with pytest.raises(ValueError, match="not the text of its positive conditioning"):
+        node.execute(tiny_model, tiny_clip, run.cond("two blue squares on a grey background"), run.cond(""),
+                     run.latent(), SEED, STEPS, CFG, "euler", "simple", PROMPT, "", -1, -1)
