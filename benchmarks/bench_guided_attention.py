@@ -155,7 +155,7 @@ def main() -> None:
     prepared = M.prepare_plan(plan, DEVICE)
     print(f"L = {GRID.tokens}, {HEADS} heads, head dim {HEAD_DIM}, context {CONTEXT}, {args.dtype}, delta {DELTA};"
           f" biased rows {plan.rows.numel()} ({plan.rows.numel() / GRID.tokens:.1%}),"
-          f" removed {plan.nouns[0].removed_rows.numel()}, added-empty {plan.nouns[0].boosted_rows.numel()},"
+          f" removed {plan.nouns[0].removed_rows.numel()}, added-empty {plan.nouns[0].empty_frame_rows.numel()},"
           f" added-matched {sum(g.rows.numel() for g in plan.nouns[0].matched)}")
     q, k, v = inputs()
     forms = ["plain", *M.FORMS]

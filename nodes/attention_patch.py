@@ -426,12 +426,12 @@ class CaptureSession(_Session):
 class GuideSession(_Session):
     """Adds the layout's bias to the text cross-attention logits of the cond rows."""
 
-    def __init__(self, info: WanInfo, layout: Layout, form: str, added_floor: float = 0.0,
+    def __init__(self, info: WanInfo, layout: Layout, form: str, added_boost: float = 0.0,
                  with_modifiers: bool = False, node_id: Optional[str] = None) -> None:
         super().__init__(info, layout.grid)
         self.layout = layout
-        extra = dict(layout.modifier_positions) if with_modifiers else None
-        self.plan = modulation.build_bias_plan(layout, added_floor, extra)
+        modifiers = dict(layout.modifier_positions) if with_modifiers else None
+        self.plan = modulation.build_bias_plan(layout, added_boost, modifiers)
         self.form = form
         self.node_id = node_id
         self._prepared: dict[torch.device, modulation.PreparedPlan] = {}

@@ -10,7 +10,7 @@ from ..numina_ops.records import Layout, NuminaInputError
 from . import attention_patch
 from .records_io import LAYOUT
 
-FORMS = ["auto", "sparse", "dense", "fast"]
+BIAS_FORM_OPTIONS = ["auto", "sparse", "dense", "fast"]   # "auto": modulation.DEFAULT_FORM
 
 
 class NuminaCrossAttnGuide(io.ComfyNode):
@@ -26,7 +26,7 @@ class NuminaCrossAttnGuide(io.ComfyNode):
             inputs=[
                 io.Model.Input("model", tooltip="The same Wan model the capture ran on."),
                 LAYOUT.Input("layout", tooltip="From NuminaLayoutRefine."),
-                io.Combo.Input("bias_form", options=FORMS, default="auto",
+                io.Combo.Input("bias_form", options=BIAS_FORM_OPTIONS, default="auto",
                                tooltip="auto: sparse, the fastest form that leaves every unbiased row bit-identical "
                                        "to plain attention on CPU and GPU (see README); dense: the published "
                                        "dense-mask form (on CUDA its mask moves every row off the flash kernel); "

@@ -11,7 +11,7 @@ from comfy_api.latest import io
 
 from ..numina_ops.records import Capture, Layout, NuminaInputError
 from . import attention_patch, sampling
-from .cross_attn_guide import FORMS, guide
+from .cross_attn_guide import BIAS_FORM_OPTIONS, guide
 from .records_io import CAPTURE, LAYOUT
 
 
@@ -43,7 +43,7 @@ class NuminaSampler(io.ComfyNode):
                 io.Model.Input("model", tooltip="The Wan model the capture ran on (Wan2.2 A14B: the high-noise expert)."),
                 CAPTURE.Input("capture", tooltip="From NuminaAttentionCapture: every sampling setting comes from it."),
                 LAYOUT.Input("layout", tooltip="From NuminaLayoutRefine (or a hand-edited layout)."),
-                io.Combo.Input("bias_form", options=FORMS, default="auto",
+                io.Combo.Input("bias_form", options=BIAS_FORM_OPTIONS, default="auto",
                                tooltip="As on NuminaCrossAttnGuide: auto is sparse, exact and fastest."),
                 io.Float.Input("added_boost", default=0.0, min=0.0, max=50.0, step=0.5, optional=True,
                                tooltip="0 = published. Minimum logit boost for added instances (see the guide node)."),

@@ -12,19 +12,21 @@ In the paper's order:
 The bias is shared by all heads, lives only in the columns of the noun's tokens and only on the
 rows (video tokens) the refined layout edited:
 
-* removed pixels: ``-10 * delta``
-* added pixels in a frame with no existing instance: ``+0.8 * delta``
-* added pixels in a frame with an existing instance: the head-averaged logit is set to
+* removed pixels: ``REMOVED_BIAS * delta`` (-10 delta)
+* empty-frame pixels (added in a frame with no existing instance): ``EMPTY_FRAME_BIAS * delta``
+  (+0.8 delta)
+* matched pixels (added in a frame with an existing instance): the head-averaged logit is set to
   ``delta * m_ref``, ``m_ref`` being the mean scaled logit over heads, over the pixels of the
   frame's smallest existing instance (ties: the lowest label) and over the noun's tokens; so
   ``bias = delta * m_ref - head_mean(logit)``, computed from q and k at call time.
 
 If two nouns share a token column, their biases on a shared row add up.
 
-Not in the published method (both off by default): ``extra_columns`` biases more context
-columns with the noun, e.g. its adjectives: the published bias on the noun token alone adds a
-"circle" whose colour the model picks itself.  ``added_floor`` gives every added pixel
-a bias of at least ``added_floor * delta``.  The published matched rule targets ``delta * m_ref``,
+Not in the published method (both off by default; the node inputs `bias_modifiers` and
+`added_boost`): ``modifier_positions`` (the words between a noun's numeral and the noun) are
+biased with the noun's own tokens: the published bias on the noun token alone adds a "circle"
+whose colour the model picks itself.  ``added_boost`` gives every added pixel a bias of at least
+``added_boost * delta``.  The published matched rule targets ``delta * m_ref``,
 which is a small change when the noun's logits are small next to the row's log-sum-exp (CountWorld's
 tiny model: noun logits 1-3 against a log-sum-exp of 5-7, so the noun holds 1-20 % of the
 attention) and a decrease when ``m_ref`` is negative; there the added instances are ignored.
@@ -92,12 +94,12 @@ class NounBias:
     noun: str
     columns: torch.Tensor          # [T] long, the noun's token positions in the context
     removed_rows: torch.Tensor     # [n] long: bias REMOVED_BIAS * delta
-    boosted_rows: torch.Tensor     # [n] long: bias EMPTY_FRAME_BIAS * delta
+    empty_frame_rows: torch.Tensor     # [n] long: bias EMPTY_FRAME_BIAS * delta
     matched: tuple[MatchedGroup, ...] = ()
 
     @property
     def rows(self) -> torch.Tensor:
-        return torch.cat([self.removed_rows, self.boosted_rows, *[g.rows for g in self.matched]])
+        return torch.cat([self.removed_rows, self.empty_frame_rows, *[g.rows for g in self.matched]])
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ class BiasPlan:
 
     grid: TokenGrid
     nouns: tuple[NounBias, ...] = ()
-    added_floor: float = 0.0       # added pixels get at least added_floor * delta (0: published)
+    added_boost: float = 0.0       # added pixels get at least added_boost * delta (0: published)
 
     @property
     def is_empty(self) -> bool:
@@ -131,17 +133,17 @@ def _long(values: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat(values).long() if values else torch.zeros(0, dtype=torch.long, device="cpu")
 
 
-def build_bias_plan(layout: Layout, added_floor: float = 0.0,
-                    extra_columns: Optional[dict[str, tuple[int, ...]]] = None) -> BiasPlan:
+def build_bias_plan(layout: Layout, added_boost: float = 0.0,
+                    modifier_positions: Optional[dict[str, tuple[int, ...]]] = None) -> BiasPlan:
     """Refined layout -> compact bias plan (row indices and kinds per noun).
 
-    `extra_columns` ({noun: context positions}) are biased with the noun's own tokens, e.g. the
+    `modifier_positions` ({noun: context positions}) are biased with the noun's own tokens, e.g. the
     words between its numeral and the noun ("green" in "four green circles"; not published)."""
     grid = layout.grid
-    if not math.isfinite(added_floor) or added_floor < 0:
-        raise NuminaInputError(f"added_floor must be a finite number >= 0, got {added_floor}")
+    if not math.isfinite(added_boost) or added_boost < 0:
+        raise NuminaInputError(f"added_boost must be a finite number >= 0, got {added_boost}")
     if not layout.needs_guidance:
-        return BiasPlan(grid=grid, added_floor=float(added_floor))
+        return BiasPlan(grid=grid, added_boost=float(added_boost))
     per_frame = grid.tokens_per_frame
     nouns = []
     for noun in layout.nouns:
@@ -154,7 +156,7 @@ def build_bias_plan(layout: Layout, added_floor: float = 0.0,
         edited = (labels == REMOVED) | (labels >= FIRST_ADDED)
         if bool(edited.any()) and not noun.token_positions:
             raise NuminaInputError(f"noun {noun.noun!r} was edited but has no token positions")
-        removed, boosted, matched = [], [], []
+        removed, empty_frame, matched = [], [], []
         for f in range(grid.frames):
             frame = labels[f]
             offset = f * per_frame
@@ -164,17 +166,17 @@ def build_bias_plan(layout: Layout, added_floor: float = 0.0,
                 continue
             existing = frame[(frame >= 1) & (frame < FIRST_ADDED)]
             if existing.numel() == 0:
-                boosted.append(added + offset)
+                empty_frame.append(added + offset)
                 continue
             ids, sizes = torch.unique(existing, return_counts=True)   # ids ascending
             reference = int(ids[int(torch.argmin(sizes))])             # first minimum: lowest label
             matched.append(MatchedGroup(rows=added + offset,
                                         reference_rows=torch.nonzero(frame == reference).flatten() + offset))
-        columns = sorted(set(noun.token_positions) | set((extra_columns or {}).get(noun.noun, ())))
+        columns = sorted(set(noun.token_positions) | set((modifier_positions or {}).get(noun.noun, ())))
         nouns.append(NounBias(noun=noun.noun, columns=torch.tensor(columns, dtype=torch.long, device="cpu"),
-                              removed_rows=_long(removed), boosted_rows=_long(boosted),
+                              removed_rows=_long(removed), empty_frame_rows=_long(empty_frame),
                               matched=tuple(matched)))
-    return BiasPlan(grid=grid, nouns=tuple(nouns), added_floor=float(added_floor))
+    return BiasPlan(grid=grid, nouns=tuple(nouns), added_boost=float(added_boost))
 
 
 # ----------------------------------------------------------------------------- 3. attention
@@ -202,7 +204,7 @@ class PreparedPlan:
     columns: torch.Tensor            # [T] long, sorted unique biased columns
     unit_bias: torch.Tensor          # [R, T] float32, removed and empty-frame bias per unit of delta
     matched: tuple[MatchedBias, ...]
-    added_floor: float
+    added_boost: float
     max_column: int                  # largest column, as a Python int (checked without a sync)
     # the q-independent part of the sparse form's mask for the latest (delta, dtype, context):
     # every call of one forward shares it (one strength per step)
@@ -232,7 +234,7 @@ def prepare_plan(plan: BiasPlan, device: torch.device | str) -> PreparedPlan:
     for noun in plan.nouns:
         c_idx = torch.searchsorted(columns, noun.columns)
         for kind_rows, value in ((noun.removed_rows, REMOVED_BIAS),
-                                 (noun.boosted_rows, max(EMPTY_FRAME_BIAS, plan.added_floor))):
+                                 (noun.empty_frame_rows, max(EMPTY_FRAME_BIAS, plan.added_boost))):
             if kind_rows.numel():
                 unit[torch.searchsorted(rows, kind_rows)[:, None], c_idx[None, :]] += value
         if not noun.matched:
@@ -255,7 +257,7 @@ def prepare_plan(plan: BiasPlan, device: torch.device | str) -> PreparedPlan:
             column_slots=c_idx.to(device),
             columns=noun.columns.to(device)))
     return PreparedPlan(grid=plan.grid, rows=rows.to(device), columns=columns.to(device),
-                        unit_bias=unit.to(device), matched=tuple(matched), added_floor=plan.added_floor,
+                        unit_bias=unit.to(device), matched=tuple(matched), added_boost=plan.added_boost,
                         max_column=int(columns.max()) if columns.numel() else -1)
 
 
@@ -301,7 +303,7 @@ def check_call(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, pl
 
 
 def _matched_bias(q: torch.Tensor, k: torch.Tensor, heads: int, m: MatchedBias, delta: float,
-                  added_floor: float) -> torch.Tensor:
+                  added_boost: float) -> torch.Tensor:
     """[B, n, T] bias of one noun's added pixels: ``delta * m_ref - head_mean(logit)``.
 
     The mean over heads of per-head dot products is the full-width dot product divided by the
@@ -311,14 +313,14 @@ def _matched_bias(q: torch.Tensor, k: torch.Tensor, heads: int, m: MatchedBias, 
     logits = (q[:, m.gathered_rows].float() @ k[:, m.columns].float().transpose(1, 2)) * scale   # [B, n+m, T]
     m_ref = logits[:, m.added_count:].mean(dim=2) @ m.reference_average.T                   # [B, G]
     bias = delta * m_ref[:, m.group_of_added, None] - logits[:, :m.added_count]
-    return bias.clamp(min=added_floor * delta) if added_floor > 0 else bias
+    return bias.clamp(min=added_boost * delta) if added_boost > 0 else bias
 
 
 def bias_values(q: torch.Tensor, k: torch.Tensor, heads: int, plan: PreparedPlan, delta: float) -> torch.Tensor:
     """The bias [B, R, T] float32 at strength ``delta`` for these q, k (the matched kind needs them)."""
     values = (plan.unit_bias * delta).unsqueeze(0).repeat(q.shape[0], 1, 1)
     for m in plan.matched:
-        values[:, m.row_slots[:, None], m.column_slots[None, :]] += _matched_bias(q, k, heads, m, delta, plan.added_floor)
+        values[:, m.row_slots[:, None], m.column_slots[None, :]] += _matched_bias(q, k, heads, m, delta, plan.added_boost)
     return values
 
 
@@ -331,7 +333,7 @@ def sparse_mask(q: torch.Tensor, k: torch.Tensor, heads: int, plan: PreparedPlan
     mask = mask.repeat(q.shape[0], 1, 1, 1)
     for m in plan.matched:
         mask[:, 0, m.row_slots[:, None], m.columns[None, :]] += \
-            _matched_bias(q, k, heads, m, delta, plan.added_floor).to(mask.dtype)
+            _matched_bias(q, k, heads, m, delta, plan.added_boost).to(mask.dtype)
     return mask
 
 

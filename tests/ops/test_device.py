@@ -104,7 +104,7 @@ def test_the_whole_method_follows_its_inputs_device(default_device_meta):
     for mode in MODES:
         layout = infer_layout(capture, mode=mode)
         refine_layout(layout)
-    plan = M.build_bias_plan(_edited_layout(capture), added_floor=2.0, extra_columns={"cats": (5,)})
+    plan = M.build_bias_plan(_edited_layout(capture), added_boost=2.0, modifier_positions={"cats": (5,)})
     for form in M.FORMS:
         out = M.guided_cross_attention(q, kc, vc, HEADS, plan, 1.5, form=form)
         assert out.device.type == "cpu" and torch.isfinite(out).all()

@@ -76,7 +76,7 @@ def test_plan_kinds_rows_and_reference_instance() -> None:
     (cats,) = plan.nouns
     assert cats.columns.tolist() == [3, 4]
     assert sorted(cats.removed_rows.tolist()) == sorted(_row(2, r, c) for r in (1, 2) for c in (1, 2))
-    assert sorted(cats.boosted_rows.tolist()) == sorted(_row(1, r, c) for r in (2, 3) for c in (2, 3))
+    assert sorted(cats.empty_frame_rows.tolist()) == sorted(_row(1, r, c) for r in (2, 3) for c in (2, 3))
     (group,) = cats.matched
     assert sorted(group.rows.tolist()) == sorted(_row(0, r, c) for r in (0, 1) for c in (5, 6))
     assert sorted(group.reference_rows.tolist()) == sorted(_row(0, r, c) for r in (0, 1) for c in (0, 1))
@@ -114,14 +114,14 @@ def _dense_reference(q, k, v, heads, plan, delta) -> torch.Tensor:
         cols = noun.columns
         for r in noun.removed_rows.tolist():
             mask[:, r, cols] += -10 * delta
-        for r in noun.boosted_rows.tolist():
-            mask[:, r, cols] += max(0.8, plan.added_floor) * delta
+        for r in noun.empty_frame_rows.tolist():
+            mask[:, r, cols] += max(0.8, plan.added_boost) * delta
         for g in noun.matched:
             m_ref = head_mean[:, g.reference_rows][:, :, cols].mean(dim=(1, 2))
             for r in g.rows.tolist():
                 published = delta * m_ref[:, None] - head_mean[:, r, cols]
-                if plan.added_floor > 0:
-                    published = torch.maximum(published, torch.full_like(published, plan.added_floor * delta))
+                if plan.added_boost > 0:
+                    published = torch.maximum(published, torch.full_like(published, plan.added_boost * delta))
                 mask[:, r, cols] += published
     probs = torch.softmax(logits + mask[:, None], dim=-1)
     return (probs @ vh).transpose(1, 2).reshape(b, length, -1)
@@ -191,31 +191,31 @@ def test_unbiased_rows_and_empty_plans_are_bit_identical_to_plain(form) -> None:
 
 
 @pytest.mark.parametrize("form", M.FORMS)
-def test_added_floor_lifts_weak_added_pixels_and_leaves_the_rest(form) -> None:
-    """added_floor 0 is the published bias; a floor raises every added pixel's bias to at least
+def test_added_boost_lifts_weak_added_pixels_and_leaves_the_rest(form) -> None:
+    """added_boost 0 is the published bias; a floor raises every added pixel's bias to at least
     floor x delta (matched and empty-frame kinds), and removed or untouched rows do not move."""
     layout = _layout({"cats": _edited_labels()}, {"cats": (3, 4)})
-    published, floored = M.build_bias_plan(layout), M.build_bias_plan(layout, added_floor=6.0)
+    published, floored = M.build_bias_plan(layout), M.build_bias_plan(layout, added_boost=6.0)
     q, k, v = _qkv(1, 2, 8, 16, seed=11)
     expected = _dense_reference(q, k, v, 2, floored, 1.5)
     got = M.guided_cross_attention(q, k, v, 2, floored, 1.5, form=form)
     assert (got - expected).abs().max() < 1e-5
     bias = M.row_bias(q, k, 2, floored, 1.5)
     (cats,) = floored.nouns
-    added = torch.cat([cats.boosted_rows, cats.matched[0].rows])
+    added = torch.cat([cats.empty_frame_rows, cats.matched[0].rows])
     at = torch.searchsorted(bias.rows, added)
     assert bool((bias.values[:, at] >= 6.0 * 1.5 - 1e-6).all())
     base = M.guided_cross_attention(q, k, v, 2, published, 1.5, form=form)
     removed = cats.removed_rows
     assert (got[:, removed] - base[:, removed]).abs().max() < 1e-6
     assert (got[:, added] - base[:, added]).abs().max() > 1e-3
-    with pytest.raises(NuminaInputError, match="added_floor"):
-        M.build_bias_plan(layout, added_floor=-1.0)
+    with pytest.raises(NuminaInputError, match="added_boost"):
+        M.build_bias_plan(layout, added_boost=-1.0)
 
 
 def test_plan_stays_compact() -> None:
     plan = M.build_bias_plan(_layout({"cats": _edited_labels()}, {"cats": (3, 4)}))
-    sizes = [t.numel() for n in plan.nouns for t in (n.columns, n.removed_rows, n.boosted_rows)]
+    sizes = [t.numel() for n in plan.nouns for t in (n.columns, n.removed_rows, n.empty_frame_rows)]
     assert sum(sizes) < GRID.tokens
 
 
