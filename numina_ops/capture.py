@@ -10,7 +10,7 @@ Follows the paper's order:
 3. both halves into one :class:`~numina_ops.records.Capture`     -> :func:`assemble_capture`
 
 The two halves are separate because the attention patch sees self- and cross-attention in two
-separate calls.  :func:`capture_block` runs both on one block's tensors.
+separate calls of the block.
 
 Choices the paper leaves open (fixed here, so a capture is reproducible):
 
@@ -425,21 +425,3 @@ def assemble_capture(
                                             for noun, positions in (modifier_positions or {}).items()),
                    reference=reference, meta=dict(meta or {}))
 
-
-def capture_block(
-    self_q: torch.Tensor,
-    self_k: torch.Tensor,
-    cross_q: torch.Tensor,
-    cross_k: torch.Tensor,
-    heads: int,
-    grid: TokenGrid,
-    targets: Targets,
-    noun_positions: Mapping[str, Sequence[int]],
-    memory_budget: int = DEFAULT_MEMORY_BUDGET,
-    **record: object,
-) -> Capture:
-    """One block's self q, k and cross q, k (cond row) -> Capture. ``record``: step/block fields."""
-    wanted = {t.noun: noun_positions.get(t.noun, ()) for t in targets.items}
-    reading = read_self_attention(self_q, self_k, heads, grid, memory_budget)
-    maps = read_cross_attention(cross_q, cross_k, heads, grid, wanted, memory_budget)
-    return assemble_capture(reading, maps, targets, wanted, **record)  # type: ignore[arg-type]

@@ -190,21 +190,24 @@ def test_cross_attention_map_is_the_mean_over_heads_and_sub_tokens() -> None:
 
 # ----------------------------------------------------------------------------- record
 
-def test_capture_block_builds_the_record() -> None:
+def test_both_halves_assemble_into_the_record_in_target_order() -> None:
     q, k = _object_qk(GRID, HEADS, HEAD_DIM, seed=9)
     cq, ck = _cross(1)
     targets = Targets(prompt="two cats and a dog", items=(CountTarget("cats", 2, (4, 8)), CountTarget("dog", 1, (15, 18))))
-    cap = C.capture_block(q, k, cq, ck, HEADS, GRID, targets, {"cats": (3, 4), "dog": (7,), "extra": (9,)},
-                          step_index=20, total_steps=50, block_index=15, total_blocks=30)
+    positions = {"dog": (7,), "cats": (3, 4)}
+    reading = C.read_self_attention(q, k, HEADS, GRID)
+    cap = C.assemble_capture(reading, C.read_cross_attention(cq, ck, HEADS, GRID, positions), targets, positions,
+                             step_index=20, total_steps=50, block_index=15, total_blocks=30, schedule=(1.0, 0.5, 0.0))
 
     assert isinstance(cap, Capture)
     assert [n.noun for n in cap.nouns] == ["cats", "dog"]
     assert cap.nouns[0].token_positions == (3, 4)
     assert cap.self_features.shape == (GRID.frames, GRID.tokens_per_frame, 3)
     assert cap.chosen_heads.dtype == torch.long and cap.head_scores.shape == (GRID.frames, HEADS)
-    assert (cap.step_index, cap.total_steps, cap.block_index) == (20, 50, 15)
-    separate = C.read_self_attention(q, k, HEADS, GRID)
-    assert torch.equal(separate.chosen_heads, cap.chosen_heads)
+    assert (cap.step_index, cap.total_steps, cap.block_index, cap.schedule) == (20, 50, 15, (1.0, 0.5, 0.0))
+    assert torch.equal(reading.chosen_heads, cap.chosen_heads)
+    with pytest.raises(NuminaInputError, match="no cross-attention map or token positions for the target noun 'dog'"):
+        C.assemble_capture(reading, {"cats": cap.nouns[0].cross_attention}, targets, positions)
 
 
 # ----------------------------------------------------------------------------- bad input

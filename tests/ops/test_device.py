@@ -94,7 +94,9 @@ def _edited_layout(capture: Capture):
 
 def _capture(q, k, kc):
     targets = Targets(prompt="three cats", items=(CountTarget("cats", 3, (6, 10)),))
-    return C.capture_block(q, k, q, kc, HEADS, GRID, targets, {"cats": (3, 4)}, step_index=1, total_steps=4)
+    reading = C.read_self_attention(q, k, HEADS, GRID)
+    maps = C.read_cross_attention(q, kc, HEADS, GRID, {"cats": (3, 4)})
+    return C.assemble_capture(reading, maps, targets, {"cats": (3, 4)}, step_index=1, total_steps=4)
 
 
 def test_the_whole_method_follows_its_inputs_device(default_device_meta):
