@@ -509,3 +509,141 @@ def test_server_lists_and_serves_the_workflows_as_templates(server):
         with urllib.request.urlopen(f"{server.url}/api/workflow_templates/{comfy_runtime.PACK_NAME}/{name}.jpg",
                                     timeout=30) as response:
             assert response.headers["Content-Type"] == "image/jpeg" and len(response.read()) > 1000
+
+
+# ----------------------------------------------------------------------------- V3 DynamicCombo (0.33+)
+def _dynamic_combo(options):
+    """A COMFY_DYNAMICCOMBO_V3 spec as /object_info serves it: option key -> (required, optional)."""
+    return [workflow_api.DYNAMIC_COMBO, {"options": [
+        {"key": key, "inputs": {"required": dict(required), **({"optional": dict(optional)} if optional else {})}}
+        for key, (required, optional) in options.items()]}]
+
+
+def _codec_combo():
+    encoding = _dynamic_combo({"auto": ((), ()), "re-encode": (
+        (("crf", ["FLOAT", {"default": 23.0}]), ("color_space", [["auto", "sRGB", "HDR"], {"default": "auto"}])),
+        ())})
+    return _dynamic_combo({"auto": ((), ()), "h264": ((), (("encoding", encoding),))})
+
+
+def _dynamic_node_info():
+    """A node shaped like 0.33's SaveVideo (format > codec > encoding > crf / color_space; a hidden
+    top-level codec), plus an option with a seed (control value) and a socket."""
+    codec = _codec_combo()
+    save_like = {
+        "input": {"required": {"video": ["VIDEO", {}], "filename_prefix": ["STRING", {"default": "video/ComfyUI"}],
+                               "format": _dynamic_combo({"auto": ((("codec", codec),), ()),
+                                                         "mp4": ((("codec", codec),), ())})},
+                  "optional": {"codec": [codec[0], {**codec[1], "hidden": True}]}},
+        "input_order": {"required": ["video", "filename_prefix", "format"], "optional": ["codec"]},
+        "output": ["VIDEO"], "output_name": ["video"], "output_is_list": [False], "output_node": True,
+    }
+    seeded = {
+        "input": {"required": {"mode": _dynamic_combo({
+            "plain": ((), ()),
+            "noisy": ((("seed", ["INT", {"control_after_generate": True}]), ("mask", ["MASK", {}]),
+                       ("strength", ["FLOAT", {}])), ())}),
+            "scale": ["FLOAT", {}]}},
+        "input_order": {"required": ["mode", "scale"]},
+        "output": ["MASK"], "output_name": ["MASK"], "output_is_list": [False],
+    }
+    mask_source = {"input": {"required": {}}, "input_order": {"required": []}, "output": ["MASK"],
+                   "output_name": ["MASK"], "output_is_list": [False]}
+    return {"SaveLike": save_like, "Seeded": seeded, "MaskSource": mask_source}
+
+
+def _one_node(node_type, widgets_values, inputs=(), extra_nodes=(), links=()):
+    node = {"id": 1, "type": node_type, "mode": 0, "widgets_values": widgets_values,
+            "inputs": [{"name": n, "type": t, "link": l} for n, t, l in inputs], "outputs": []}
+    return {"nodes": [node, *extra_nodes], "links": list(links)}
+
+
+def test_dynamic_combo_is_one_widget_in_the_definition_order():
+    """The signature check and the converter see a DynamicCombo as the widget it is in the frontend,
+    named by its own id; the option's inputs are not part of the node's top-level widgets."""
+    info = _dynamic_node_info()
+    assert workflow_api.is_widget(info["SaveLike"]["input"]["required"]["format"])
+    assert [name for name, _ in workflow_api.widget_inputs(info["SaveLike"])] == ["filename_prefix", "format", "codec"]
+    codec = info["SaveLike"]["input"]["optional"]["codec"]
+    assert [name for name, _ in workflow_api.option_widgets(codec, "h264")] == ["encoding"]
+    assert workflow_api.option_widgets(codec, "auto") == [] and workflow_api.option_widgets(codec, "vp9") == []
+    mode = info["Seeded"]["input"]["required"]["mode"]
+    assert [name for name, _ in workflow_api.option_widgets(mode, "noisy")] == ["seed", "strength"]  # mask: a socket
+
+
+@pytest.mark.parametrize("values, expected", [
+    # what the 0.33 frontend saves: each DynamicCombo's key, then its chosen option's values (nested ones too)
+    (["v/x", "mp4", "h264", "re-encode", 18.0, "sRGB", "auto"],
+     {"format": "mp4", "format.codec": "h264", "format.codec.encoding": "re-encode",
+      "format.codec.encoding.crf": 18.0, "format.codec.encoding.color_space": "sRGB", "codec": "auto"}),
+    (["v/x", "auto", "h264", "auto", "auto"],
+     {"format": "auto", "format.codec": "h264", "format.codec.encoding": "auto", "codec": "auto"}),
+    (["v/x", "auto", "auto", "h264", "re-encode", 30.0, "HDR"],
+     {"format": "auto", "format.codec": "auto", "codec": "h264", "codec.encoding": "re-encode",
+      "codec.encoding.crf": 30.0, "codec.encoding.color_space": "HDR"}),
+    # a workflow saved by 0.3.75 ([prefix, format, codec]): its codec lands in the format's codec
+    (["v/x", "mp4", "h264"], {"format": "mp4", "format.codec": "h264"}),
+    (["v/x", "auto", "auto"], {"format": "auto", "format.codec": "auto"}),
+    # a key the definition does not have brings no inputs (ComfyUI's validation reports it)
+    (["v/x", "avi", "h264"], {"format": "avi", "codec": "h264"}),
+])
+def test_converter_flattens_dynamic_combos_into_dotted_inputs(values, expected):
+    workflow = _one_node("SaveLike", values, inputs=[("video", "VIDEO", None)])
+    api = workflow_api.ui_to_api(workflow, _dynamic_node_info())
+    assert api["1"]["inputs"] == {"filename_prefix": "v/x", **expected}
+
+
+def test_converter_reads_controls_sockets_and_named_values_inside_dynamic_combos():
+    info = _dynamic_node_info()
+    source = {"id": 2, "type": "MaskSource", "mode": 0, "widgets_values": [], "inputs": [],
+              "outputs": [{"name": "MASK", "type": "MASK", "links": [1]}]}
+    workflow = _one_node("Seeded", ["noisy", 5, "fixed", 0.25, 2.0], inputs=[("mode.mask", "MASK", 1)],
+                         extra_nodes=[source], links=[[1, 2, 0, 1, 0, "MASK"]])
+    api = workflow_api.ui_to_api(workflow, info)
+    assert api["1"]["inputs"] == {"mode": "noisy", "mode.seed": 5, "mode.strength": 0.25, "scale": 2.0,
+                                  "mode.mask": ["2", 0]}
+    assert workflow_api.ui_to_api(_one_node("Seeded", ["plain", 2.0]), info)["1"]["inputs"] == \
+        {"mode": "plain", "scale": 2.0}
+    named = {"filename_prefix": "v/x", "format": "mp4", "format.codec": "h264", "format.codec.encoding": "auto",
+             "codec": "auto"}
+    assert workflow_api.ui_to_api(_one_node("SaveLike", named), info)["1"]["inputs"] == named
+
+
+def _save_video_layouts(object_info):
+    """SaveVideo widgets_values to try on this ComfyUI: the shipped workflows' (what 0.3.75's frontend
+    saves) and, where format is a DynamicCombo (0.33+), what the newer frontend saves."""
+    shipped = next(n for n in load(os.path.join(WORKFLOW_DIR, "numina_wan21_t2v_1.3B.json"))["nodes"]
+                   if n["type"] == "SaveVideo")["widgets_values"]
+    layouts = [("shipped", ["numina_test/video_shipped", *shipped[1:]], ".mp4"),
+               ("mp4_h264", ["numina_test/video_mp4_h264", "mp4", "h264"], ".mp4")]
+    if object_info["SaveVideo"]["input"]["required"]["format"][0] == workflow_api.DYNAMIC_COMBO:
+        layouts += [("frontend_0_33", ["numina_test/video_new_auto", "auto", "auto", "auto"], ".mp4"),
+                    ("re_encode", ["numina_test/video_reencode", "mkv", "h264", "re-encode", 30.0, "auto", "auto"],
+                     ".mkv")]
+    return layouts
+
+
+def test_converted_save_video_runs_through_the_prompt_executor(object_info, one_thread):
+    """The real-model workflows end in CreateVideo -> SaveVideo: converted from the UI format, that end
+    of the graph runs on this ComfyUI (on 0.33 SaveVideo's format is a DynamicCombo with the codec in it)."""
+    import folder_paths
+
+    for name, values, extension in _save_video_layouts(object_info):
+        def node(node_id, node_type, widgets, inputs=(), outputs=()):
+            return {"id": node_id, "type": node_type, "mode": 0, "widgets_values": widgets,
+                    "inputs": [{"name": n, "type": t, "link": l} for n, t, l in inputs],
+                    "outputs": [{"name": t, "type": t, "links": ls} for t, ls in outputs]}
+        workflow = {"nodes": [node(1, "EmptyImage", [64, 64, 4, 0x3366CC], outputs=[("IMAGE", [1])]),
+                              node(2, "CreateVideo", [8.0], inputs=[("images", "IMAGE", 1)], outputs=[("VIDEO", [2])]),
+                              node(3, "SaveVideo", values, inputs=[("video", "VIDEO", 2)])],
+                    "links": [[1, 1, 0, 2, 0, "IMAGE"], [2, 2, 0, 3, 0, "VIDEO"]]}
+        api = workflow_api.ui_to_api(workflow, object_info)
+        assert api["3"]["inputs"]["format"] == values[1], name
+        executor, server = comfy_runtime.execute_graph(api)
+        assert executor.success, (name, api["3"], comfy_runtime.execution_error(server))
+        saved = [item for items in executor.history_result["outputs"]["3"].values() if isinstance(items, list)
+                 for item in items if isinstance(item, dict) and "filename" in item]
+        assert len(saved) == 1 and saved[0]["filename"].endswith(extension), (name, saved)
+        path = os.path.join(folder_paths.get_output_directory(), saved[0]["subfolder"], saved[0]["filename"])
+        assert os.path.getsize(path) > 0
+        os.remove(path)
