@@ -16,7 +16,7 @@ def layout_mask(layout: Layout, noun: str, frames: str) -> torch.Tensor:
     grid = layout.grid
     if not layout.nouns:   # nothing counted: an empty mask of the right size keeps the graph running
         count = video_frames(grid.frames) if frames == "video" else grid.frames
-        return torch.zeros(count, grid.height * ppt, grid.width * ppt)
+        return torch.zeros(count, grid.height * ppt, grid.width * ppt, device="cpu")   # a MASK, as the UI holds it
     return layout_to_masks(layout, noun, ppt, frames)
 
 

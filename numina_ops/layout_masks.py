@@ -113,14 +113,15 @@ def layout_to_masks(layout: Layout, noun: str, pixels_per_token: int, frames: st
     ppt = _check_ppt(pixels_per_token)
     live = (find_noun(layout, noun).labels > 0).to(torch.float32)
     if frames == "video":
-        index = torch.tensor([video_to_latent_frame(v) for v in range(video_frames(layout.grid.frames))])
+        index = torch.tensor([video_to_latent_frame(v) for v in range(video_frames(layout.grid.frames))],
+                             device=live.device)
         live = live[index]
     return live.repeat_interleave(ppt, dim=1).repeat_interleave(ppt, dim=2).contiguous()
 
 
 def mask_to_tokens(mask, grid_frames: int, height: int, width: int, pixels_per_token: int = 16) -> np.ndarray:
     """bool ``[F, H, W]``: which tokens the mask turns on (rules 1-3 of the module docstring)."""
-    m = torch.as_tensor(mask).detach().cpu()
+    m = torch.as_tensor(mask, device="cpu").detach()     # masks come from the UI's CPU tensors
     if m.ndim == 2:
         m = m[None]
     ppt = _check_ppt(pixels_per_token)
@@ -141,11 +142,11 @@ def mask_to_tokens(mask, grid_frames: int, height: int, width: int, pixels_per_t
             f"the mask has {n} frames; use 1 (applied to every frame), {video} (one per video frame) or "
             f"{grid_frames} (one per latent frame), e.g. as NuminaLayoutToMask makes it")
     on = (m >= ON_LEVEL).reshape(n, height, k, width, k).sum(dim=(2, 4))   # [n, H, W] on-pixels per token
-    covered = torch.full((n,), k * k)
+    covered = torch.full((n,), k * k, device=on.device)
     if n != grid_frames and n != 1:                                         # video frames -> latent frames
         rest = on[1:].reshape(grid_frames - 1, TEMPORAL_STRIDE, height, width).sum(dim=1)
         on = torch.cat([on[:1], rest])
-        covered = torch.tensor([k * k] + [TEMPORAL_STRIDE * k * k] * (grid_frames - 1))
+        covered = torch.tensor([k * k] + [TEMPORAL_STRIDE * k * k] * (grid_frames - 1), device=on.device)
     tokens = (2 * on >= covered[:, None, None]).numpy()
     if tokens.shape[0] == 1 and grid_frames != 1:
         tokens = np.repeat(tokens, grid_frames, axis=0)
