@@ -7,7 +7,8 @@ from comfy_api.latest import io
 
 from ..numina_ops.layout import MODES, infer_layout
 from ..numina_ops.records import Capture, Layout, NuminaInputError
-from .preview import counts_text, render_layout
+from .preview import counts_text, layout_ui, render_layout
+from .progress import comfy_progress
 from .records_io import CAPTURE, LAYOUT
 
 
@@ -18,7 +19,7 @@ def layout_from_capture(capture: Capture, mode: str) -> Layout:
         return Layout(grid=capture.grid, targets=capture.targets, nouns=(), step_index=capture.step_index,
                       total_steps=capture.total_steps, model_family=capture.model_family,
                       schedule=capture.schedule, modifier_positions=capture.modifier_positions)
-    layout = infer_layout(capture, mode=mode)
+    layout = infer_layout(capture, mode=mode, progress=comfy_progress())
     maps = {n.noun: n.cross_attention for n in capture.nouns}
     return dataclasses.replace(layout, model_family=capture.model_family, total_steps=capture.total_steps,
                                step_index=capture.step_index,
@@ -32,7 +33,8 @@ class NuminaLayoutInfer(io.ComfyNode):
             node_id="NuminaLayoutInfer",
             display_name="NUMINA Layout Infer",
             category="NUMINA",
-            description="Finds each counted noun's instances in every latent frame and counts them.",
+            description="Finds each counted noun's instances in every latent frame and counts them. Shows the "
+                        "layout on the node, animated over the latent frames, and the counts.",
             inputs=[
                 CAPTURE.Input("capture", tooltip="From NuminaAttentionCapture."),
                 io.Combo.Input("mode", options=list(MODES), default="default",
@@ -47,9 +49,11 @@ class NuminaLayoutInfer(io.ComfyNode):
                                 tooltip="Per latent frame: instances in colour over the noun's cross-attention."),
                 io.String.Output(display_name="counts"),
             ],
+            is_output_node=True,    # the preview shows on the node: capture -> infer runs alone to inspect it
         )
 
     @classmethod
     def execute(cls, capture, mode) -> io.NodeOutput:
         layout = layout_from_capture(capture, mode)
-        return io.NodeOutput(layout, render_layout(layout, layout.meta.get("cross_attention")), counts_text(layout))
+        preview, counts = render_layout(layout, layout.meta.get("cross_attention")), counts_text(layout)
+        return io.NodeOutput(layout, preview, counts, ui=layout_ui(preview, counts))

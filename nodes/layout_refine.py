@@ -7,7 +7,8 @@ from comfy_api.latest import io
 
 from ..numina_ops.records import Layout, NuminaInputError
 from ..numina_ops.refine import refine_layout
-from .preview import counts_text, render_layout
+from .preview import counts_text, layout_ui, render_layout
+from .progress import comfy_progress
 from .records_io import LAYOUT
 
 
@@ -16,7 +17,7 @@ def refined(layout: Layout) -> Layout:
         raise NuminaInputError("connect the 'layout' output of NuminaLayoutInfer to this input")
     if not layout.nouns:
         return dataclasses.replace(layout, refined=True)
-    result = refine_layout(layout)
+    result = refine_layout(layout, progress=comfy_progress())
     return dataclasses.replace(result, meta={**layout.meta, **result.meta})
 
 
@@ -28,16 +29,19 @@ class NuminaLayoutRefine(io.ComfyNode):
             display_name="NUMINA Layout Refine",
             category="NUMINA",
             description="Removes the smallest extra instances and adds missing ones (never overlapping another "
-                        "instance) so every frame shows the target count.",
+                        "instance) so every frame shows the target count. Shows the refined layout on the node, "
+                        "animated over the latent frames, and the counts.",
             inputs=[LAYOUT.Input("layout", tooltip="From NuminaLayoutInfer.")],
             outputs=[
                 LAYOUT.Output(display_name="layout"),
                 io.Image.Output(display_name="preview", tooltip="Removed instances in red, added ones in green."),
                 io.String.Output(display_name="counts"),
             ],
+            is_output_node=True,    # the preview shows on the node: inspect it before paying for the guided run
         )
 
     @classmethod
     def execute(cls, layout) -> io.NodeOutput:
         result = refined(layout)
-        return io.NodeOutput(result, render_layout(result, result.meta.get("cross_attention")), counts_text(result))
+        preview, counts = render_layout(result, result.meta.get("cross_attention")), counts_text(result)
+        return io.NodeOutput(result, preview, counts, ui=layout_ui(preview, counts))
