@@ -6,11 +6,12 @@ import torch
 import comfy.samplers
 from comfy_api.latest import io
 
-from ..numina_ops.prompt import parse_targets
+from ..numina_ops.prompt import parse_override, parse_targets
 from ..numina_ops.records import Capture, NuminaInputError, ReferencePass, SamplingSettings, Targets
 from ..numina_ops.tokens import modifier_token_positions, noun_token_positions
 from ..numina_ops import capture as capture_ops
 from . import attention_patch, sampling
+from .preview import report_ui
 from .records_io import CAPTURE
 
 # The published defaults: maps taken at step 20 of 50, in block 15 of Wan2.1-1.3B's 30.
@@ -105,6 +106,29 @@ class NuminaAttentionCapture(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, prompt=None, count_override=None, steps=None, reference_step=None) -> bool | str:
+        """Run by ComfyUI when the prompt is queued, before anything samples: the count override's
+        syntax, its nouns against the prompt text, reference_step < steps.  A widget's value arrives
+        as itself, an input fed by a link as None (checked when the node runs).  Naming an input here
+        turns ComfyUI's own min / max check of it off, so steps' and reference_step's are done here."""
+        bounds = {i.id: i for i in cls.define_schema().inputs if i.id in ("steps", "reference_step")}
+        for name, value in (("steps", steps), ("reference_step", reference_step)):
+            low, high = bounds[name].min, bounds[name].max
+            if value is not None and not low <= value <= high:
+                return f"{name} {value} is outside {low}..{high}"
+        if steps is not None and reference_step is not None and reference_step >= steps:
+            return (f"reference_step {reference_step} must be below steps ({steps}); use -1 for the default "
+                    f"({default_reference_step(steps)}) or a smaller step")
+        try:
+            if isinstance(prompt, str):
+                parse_targets(prompt, (count_override or "").strip() or None)
+            elif isinstance(count_override, str):
+                parse_override(count_override)
+        except NuminaInputError as error:
+            return str(error)
+        return True
+
+    @classmethod
     def execute(cls, model, clip, positive, negative, latent, seed, steps, cfg, sampler_name, scheduler,
                 prompt, count_override, reference_step, block,
                 memory_budget_mb: int = DEFAULT_MEMORY_MB) -> io.NodeOutput:
@@ -124,7 +148,8 @@ class NuminaAttentionCapture(io.ComfyNode):
             capture = _empty_capture(grid, targets, step, steps, block_index, info,
                                      ReferencePass(settings, positive, negative, latent, None, 0))
             note = "; ".join(targets.notes) or "no countable noun in the prompt"
-            return io.NodeOutput(capture, latent, f"NUMINA: nothing to count ({note}); guidance will be a no-op.")
+            text = f"NUMINA: nothing to count ({note}); guidance will be a no-op."
+            return io.NodeOutput(capture, latent, text, ui=report_ui(text))
         pieces = token_pieces(clip, prompt)
         positions = noun_token_positions(targets, pieces)
         check_prompt_matches(clip, prompt, positive)
@@ -147,7 +172,7 @@ class NuminaAttentionCapture(io.ComfyNode):
                  f"on a {grid.frames}x{grid.height}x{grid.width} token grid"
         if targets.notes:
             report += "\nnotes: " + "; ".join(targets.notes)
-        return io.NodeOutput(capture, reference, report)
+        return io.NodeOutput(capture, reference, report, ui=report_ui(report))
 
 
 def _empty_capture(grid, targets: Targets, step: int, steps: int, block: int, info,

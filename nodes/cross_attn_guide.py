@@ -8,6 +8,7 @@ from comfy_api.latest import io
 from ..numina_ops import modulation
 from ..numina_ops.records import Layout, NuminaInputError
 from . import attention_patch
+from .preview import report_ui
 from .records_io import LAYOUT
 
 BIAS_FORM_OPTIONS = ["auto", "sparse", "dense", "fast"]   # "auto": modulation.DEFAULT_FORM
@@ -49,7 +50,7 @@ class NuminaCrossAttnGuide(io.ComfyNode):
         node_id = getattr(getattr(cls, "hidden", None), "unique_id", None)
         guided, _, report = guide(model, layout, bias_form, added_boost, bias_modifiers,
                                   None if node_id is None else str(node_id))
-        return io.NodeOutput(guided, report)
+        return io.NodeOutput(guided, report, ui=report_ui(report))
 
 
 def guide(model, layout, bias_form: str, added_boost: float = 0.0, bias_modifiers: bool = False,

@@ -7,7 +7,7 @@ from comfy_api.latest import io
 
 from ..numina_ops.layout_masks import apply_mask_edit, pixels_per_token
 from ..numina_ops.records import Layout, NuminaInputError
-from .preview import counts_text, render_layout
+from .preview import counts_text, layout_ui, render_layout
 from .records_io import LAYOUT
 
 
@@ -26,9 +26,10 @@ class NuminaMaskToLayout(io.ComfyNode):
             node_id="NuminaMaskToLayout",
             display_name="NUMINA Mask To Layout",
             category="NUMINA",
+            is_output_node=True,    # the edited layout's preview shows on the node
             description="Reads a hand-edited MASK back into one noun's layout: an instance erased entirely is "
                         "removed, a separate painted blob becomes an added instance, paint touching an instance "
-                        "grows it. The result goes to NuminaCrossAttnGuide.",
+                        "grows it. The result goes to NuminaSampler (or NuminaCrossAttnGuide).",
             inputs=[
                 LAYOUT.Input("layout", tooltip="The layout the mask was made from (NuminaLayoutInfer or "
                                                "NuminaLayoutRefine)."),
@@ -50,4 +51,5 @@ class NuminaMaskToLayout(io.ComfyNode):
     @classmethod
     def execute(cls, layout, mask, noun) -> io.NodeOutput:
         result = edited(layout, mask, noun)
-        return io.NodeOutput(result, render_layout(result, result.meta.get("cross_attention")), counts_text(result))
+        preview, counts = render_layout(result, result.meta.get("cross_attention")), counts_text(result)
+        return io.NodeOutput(result, preview, counts, ui=layout_ui(preview, counts))

@@ -12,6 +12,7 @@ from comfy_api.latest import io
 from ..numina_ops.records import Capture, Layout, NuminaInputError
 from . import attention_patch, sampling
 from .cross_attn_guide import BIAS_FORM_OPTIONS, guide
+from .preview import report_ui
 from .records_io import CAPTURE, LAYOUT
 
 
@@ -93,7 +94,8 @@ class NuminaSampler(io.ComfyNode):
                 how += f" Low-noise expert from step {switch_step}: {_biased(low_session)}."
         out = {k: v for k, v in reference.latent.items() if k not in sampling.LATENT_RATIO_KEYS}
         out["samples"] = samples
-        return io.NodeOutput(out, f"NUMINA sampler: {how}\n{guide_report}")
+        report = f"NUMINA sampler: {how}\n{guide_report}"
+        return io.NodeOutput(out, report, ui=report_ui(report))
 
 
 def _biased(session: attention_patch.GuideSession) -> str:
