@@ -32,6 +32,7 @@ import torch
 from ..numina_ops import capture as capture_ops
 from ..numina_ops import modulation
 from ..numina_ops.records import Layout, NuminaInputError, TokenGrid
+from .progress import comfy_progress
 
 WRAPPER_KEY = "numina"
 FORWARD_KEY = "numina_forward"
@@ -392,10 +393,12 @@ class CaptureSession(_Session):
         video = forward.video_rows
         if kind == SELF and self.reading is None:
             self.reading = self._read(lambda budget: capture_ops.read_self_attention(
-                q[row, video], k[row, video], heads, self.grid, budget), "self", block, forward)
+                q[row, video], k[row, video], heads, self.grid, budget, progress=comfy_progress()),
+                "self", block, forward)
         elif kind == TEXT and self.cross_maps is None:
             self.cross_maps = self._read(lambda budget: capture_ops.read_cross_attention(
-                q[row, video], k[row], heads, self.grid, self.noun_positions, budget), "cross", block, forward)
+                q[row, video], k[row], heads, self.grid, self.noun_positions, budget, progress=comfy_progress()),
+                "cross", block, forward)
         return plain()
 
     def _read(self, read: Callable[[int], Any], kind: str, block: int, forward: ForwardContext) -> Any:

@@ -64,6 +64,8 @@ STD_WEIGHT, BLOCK_VAR_WEIGHT, SOBEL_WEIGHT = 1.0, 1.0, 0.1
 
 # attention maps [h, n, n] (rows sum to 1, not centred) -> components U S [h, n, 3] (any sign)
 Factoriser = Callable[[torch.Tensor], torch.Tensor]
+# (units done, units in all), called after each unit of a long loop; it may raise to stop the loop
+Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -285,12 +287,15 @@ def read_self_attention(
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     factorise: Optional[Factoriser] = None,
     frames: Optional[Sequence[int]] = None,
+    *,
+    progress: Optional[Progress] = None,
 ) -> SelfAttentionReading:
     """Score every head of every frame and keep the best one (paper's phase 1, self-attention).
 
     ``q``, ``k``: one cond row [1, L, heads*d] or [L, heads*d], RMS-normed and RoPE'd, token order
     frame-major.  ``factorise`` swaps the rank-3 factorisation (default: seeded subspace
-    iteration); ``frames`` restricts the work to some frames (benchmarks), the others stay zero.
+    iteration); ``frames`` restricts the work to some frames (benchmarks), the others stay zero;
+    ``progress(done, total)`` is called after each chunk (it may raise to stop the read).
     Results stay on the inputs' device; the scores of all heads are kept so the pick is one
     ``argmax`` at the end (first maximum: ties go to the lower head), never a sync per chunk.
     """
@@ -310,7 +315,8 @@ def read_self_attention(
     k_heads = k.reshape(grid.frames, n, heads, channels_per_head)
     all_features = torch.zeros(grid.frames, heads, n, RANK, dtype=torch.float32, device=device)
     scores = torch.zeros(grid.frames, heads, dtype=torch.float32, device=device)
-    for chunk in _frame_head_chunks(frame_list, heads, per_chunk):
+    chunks = _frame_head_chunks(frame_list, heads, per_chunk)
+    for done, chunk in enumerate(chunks, 1):
         qf = torch.cat([q_heads[f, :, h0:h1].transpose(0, 1) for f, h0, h1 in chunk]).float()   # [c, n, d]
         kf = torch.cat([k_heads[f, :, h0:h1].transpose(0, 1) for f, h0, h1 in chunk]).float()
         attn = frame_attention(qf, kf)
@@ -323,6 +329,8 @@ def read_self_attention(
             scores[f, h0:h1] = chunk_scores[start:start + h1 - h0]
             all_features[f, h0:h1] = normalised[start:start + h1 - h0]
             start += h1 - h0
+        if progress is not None:
+            progress(done, len(chunks))
     chosen = scores.argmax(dim=1)
     features = all_features[torch.arange(grid.frames, device=device), chosen]
     if frames is not None:       # frames not read keep zero features and head 0
@@ -358,9 +366,12 @@ def read_cross_attention(
     grid: TokenGrid,
     noun_positions: Mapping[str, Sequence[int]],
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    *,
+    progress: Optional[Progress] = None,
 ) -> dict[str, torch.Tensor]:
     """Per noun: softmax over all context positions (padding included), mean over heads and the
-    noun's sub-tokens, per frame -> {noun: [F, H, W] float32}."""
+    noun's sub-tokens, per frame -> {noun: [F, H, W] float32}.  ``progress(done, total)`` is
+    called after each chunk of rows (it may raise to stop the read)."""
     q, k_context = _as_rows(q, "q"), _as_rows(k_context, "k_context")
     grid.check_tokens(q.shape[0])
     _head_dim(q.shape[1], heads, "q")
@@ -375,12 +386,15 @@ def read_cross_attention(
     scale = keys.shape[-1] ** -0.5
     rows_per_chunk = int(max(1, memory_budget // (2 * 4 * heads * context)))
     maps = {noun: torch.empty(grid.tokens, dtype=torch.float32, device=q.device) for noun in positions}
-    for r0 in range(0, grid.tokens, rows_per_chunk):
+    starts = range(0, grid.tokens, rows_per_chunk)
+    for done, r0 in enumerate(starts, 1):
         r1 = min(grid.tokens, r0 + rows_per_chunk)
         qs = _heads_first(q[r0:r1].float(), heads)
         probs = torch.softmax(torch.bmm(qs, keys.transpose(1, 2)).mul_(scale), dim=-1).mean(dim=0)
         for noun, cols in positions.items():
             maps[noun][r0:r1] = probs[:, cols].mean(dim=1)
+        if progress is not None:
+            progress(done, len(starts))
     return {noun: m.reshape(grid.frames, grid.height, grid.width) for noun, m in maps.items()}
 
 

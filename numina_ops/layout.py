@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Iterator
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 import torch
 from scipy import ndimage
 
+from .capture import Progress
 from .records import (BACKGROUND, Capture, Layout, NounLayout, NuminaInputError, Targets)
 
 MODES = ("default", "faithful", "cross")
@@ -358,11 +359,16 @@ def _oversegment(contrast: np.ndarray, features: np.ndarray) -> tuple[np.ndarray
     return regions, sequence
 
 
-def _segment_default_video(features: np.ndarray, cross: np.ndarray, temporal: bool = True) -> np.ndarray:
+def _segment_default_video(features: np.ndarray, cross: np.ndarray, temporal: bool = True,
+                           frame_done: Optional[Callable[[], None]] = None) -> np.ndarray:
     """[F, HW, 3], [F, H, W] -> labels [F, H, W] with the per-noun temporal prior."""
     frames, height, width = cross.shape
     smoothed = _smooth_cross(cross, temporal)
-    per_frame = [_oversegment(_contrast(smoothed[f]), features[f]) for f in range(frames)]
+    per_frame = []
+    for f in range(frames):
+        per_frame.append(_oversegment(_contrast(smoothed[f]), features[f]))
+        if frame_done is not None:
+            frame_done()
     labels = [_labels_at(r, s, MERGE_RATIO) for r, s in per_frame]
     if temporal and frames > 1:
         prior = int(round(float(np.median([int(l.max()) for l in labels]))))
@@ -457,31 +463,48 @@ def _check_capture(capture: Capture) -> None:
                 f" [{f}, {grid.height}, {grid.width}] (the capture's grid)")
 
 
+def _per_frame(segment: Callable[[int], np.ndarray], frames: int, frame_done: Callable[[], None]) -> np.ndarray:
+    out = []
+    for f in range(frames):
+        out.append(segment(f))
+        frame_done()
+    return np.stack(out).astype(np.int32)
+
+
 def infer_layout(capture: Capture, mode: str = "default", targets: Targets | None = None,
-                 temporal: bool = True) -> Layout:
+                 temporal: bool = True, *, progress: Optional[Progress] = None) -> Layout:
     """Instance labels and counts for every counted noun of the capture, per latent frame.
 
     `targets` (default: the capture's) give each noun's requested count; a noun of the capture
     that the targets do not name keeps target -1 ("not counted") and a note.  `temporal` lets
     the default readout use neighbouring frames (smoothing and the per-noun count prior).
+    `progress(done, total)` is called after each frame of each noun (it may raise to stop).
     """
     _check_mode(mode)
     _check_capture(capture)
     targets = capture.targets if targets is None else targets
     wanted = targets.as_dict()
     features_all = capture.self_features.detach().float().cpu().numpy()
+    total, done = len(capture.nouns) * capture.grid.frames, 0
+
+    def frame_done() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
     layouts = []
     for noun in capture.nouns:
         notes: list[str] = []
         features = _clean_map(features_all, "self-attention features", notes)
         cross = _clean_map(noun.cross_attention.detach().float().cpu().numpy(), f"cross-attention of {noun.noun!r}", notes)
         if mode == "faithful":
-            labels = np.stack([_segment_faithful(torch.from_numpy(features[f]), cross[f])
-                               for f in range(cross.shape[0])]).astype(np.int32)
+            labels = _per_frame(lambda f: _segment_faithful(torch.from_numpy(features[f]), cross[f]),
+                                cross.shape[0], frame_done)
         elif mode == "cross":
-            labels = np.stack([_segment_cross(cross[f]) for f in range(cross.shape[0])]).astype(np.int32)
+            labels = _per_frame(lambda f: _segment_cross(cross[f]), cross.shape[0], frame_done)
         else:
-            labels = _segment_default_video(features, cross, temporal=temporal)
+            labels = _segment_default_video(features, cross, temporal=temporal, frame_done=frame_done)
         if noun.noun not in wanted:
             notes.append(f"{noun.noun!r} has no count in the targets: laid out but not counted (target -1)")
         layouts.append(NounLayout(

@@ -29,12 +29,14 @@ latest layout); only when that leaves no room is the other nouns' space allowed,
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable, Optional
 
 import numpy as np
 import torch
 from scipy import ndimage
 from scipy.signal import correlate2d
 
+from .capture import Progress
 from .records import FIRST_ADDED, REMOVED, Layout, NounLayout, Targets
 
 PLACEMENT_STEP = 2
@@ -167,11 +169,13 @@ def refine_frame(labels: np.ndarray, target: int,
     return labels, centres, short
 
 
-def refine_noun(noun: NounLayout, target: int, others: np.ndarray | None = None) -> NounLayout:
+def refine_noun(noun: NounLayout, target: int, others: np.ndarray | None = None, *,
+                frame_done: Optional[Callable[[], None]] = None) -> NounLayout:
     """Refine every frame of one noun, frames in order (added centres carried forward).
 
     `others` (bool [F, H, W]): the other nouns' live tokens; an added instance keeps clear of
-    them unless that leaves no room at all (then it may use their space, with a note)."""
+    them unless that leaves no room at all (then it may use their space, with a note).
+    `frame_done()` is called after each frame."""
     frames = noun.labels.detach().cpu().numpy()
     notes = list(noun.notes)
     out = np.empty_like(frames, dtype=np.int32)
@@ -187,26 +191,41 @@ def refine_noun(noun: NounLayout, target: int, others: np.ndarray | None = None)
         last_centres.update(centres)
         if short:
             notes.append(f"frame {f}: no room for {short} more {noun.noun!r}")
+        if frame_done is not None:
+            frame_done()
     counts = tuple(len(live_ids(out[f])) for f in range(out.shape[0]))
     return dataclasses.replace(noun, target=int(target), labels=torch.from_numpy(out),
                                counts=counts, notes=tuple(notes))
 
 
-def refine_layout(layout: Layout, targets: Targets | None = None) -> Layout:
+def refine_layout(layout: Layout, targets: Targets | None = None, *,
+                  progress: Optional[Progress] = None) -> Layout:
     """Refined copy of `layout` (refined=True) whose frames hold each noun's target count.
 
     `targets` default to the layout's own.  A noun with no target (not named in the targets,
-    or a negative target) is left as detected, with a note saying so.
+    or a negative target) is left as detected, with a note saying so.  `progress(done, total)`
+    is called after each frame of each noun refined, and once for a noun left as detected (its
+    frames counted at once); it may raise to stop.
     """
     wanted = (targets if targets is not None else layout.targets).as_dict()
     nouns = list(layout.nouns)
+    total, done = sum(int(n.labels.shape[0]) for n in nouns), 0
+
+    def advance(units: int) -> None:
+        nonlocal done
+        done += units
+        if progress is not None:
+            progress(done, total)
+
     for i, noun in enumerate(nouns):
         target = wanted.get(noun.noun, noun.target if targets is None else -1)
         if target is None or target < 0:
             nouns[i] = dataclasses.replace(noun, notes=noun.notes + (
                 f"{noun.noun!r} has no target count: left as detected",))
+            advance(int(noun.labels.shape[0]))
             continue
         others = [(other.labels > 0).cpu().numpy() for j, other in enumerate(nouns) if j != i]
-        nouns[i] = refine_noun(noun, int(target), np.any(others, axis=0) if others else None)
+        nouns[i] = refine_noun(noun, int(target), np.any(others, axis=0) if others else None,
+                               frame_done=lambda: advance(1))
     return dataclasses.replace(layout, nouns=tuple(nouns), refined=True,
                                targets=targets if targets is not None else layout.targets)
