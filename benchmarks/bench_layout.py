@@ -1,6 +1,6 @@
 """Layout benchmark: count accuracy and time of the default readout vs the published (faithful) one.
 
-Part 1: exact-count rate per K = 1..8 on synthetic scenes (numina_ops.synthetic, 30x52 tokens,
+Part 1: exact-count rate per K = 1..8 on synthetic scenes (numina_dev.synthetic, 30x52 tokens,
 21 frames) at clean / moderate / heavy noise, both readouts side by side on the same scenes
 (the faithful readout on every `--stride`-th frame to keep the run short).
 Part 2: time for one noun over 21 frames of 30x52: default layout + refinement vs the faithful
@@ -11,21 +11,16 @@ layout alone (the published code took about 29 s for its layout on this CPU).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
 
 import torch
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [HERE, os.path.dirname(HERE)]
+from _machine import machine_info  # benchmarks/, this script's folder
 
-from _machine import machine_info  # noqa: E402
-
-from numina_ops.layout import infer_layout, segment_frame  # noqa: E402
-from numina_ops.refine import refine_layout  # noqa: E402
-from numina_ops.synthetic import NOISE_LEVELS, make_scene, scene_capture  # noqa: E402
+from numina_dev.synthetic import NOISE_LEVELS, make_scene, scene_capture
+from numina_ops.layout import infer_layout, segment_frame
+from numina_ops.refine import refine_layout
 
 
 def accuracy(noise: str, seeds: int, stride: int) -> None:

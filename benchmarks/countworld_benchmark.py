@@ -40,7 +40,7 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-for p in (ROOT, os.path.join(ROOT, "scripts")):
+for p in (ROOT, os.path.join(ROOT, "testing")):   # also without the venv's numina_dev.pth (a GPU machine)
     if p not in sys.path:
         sys.path.insert(0, p)
 
@@ -83,7 +83,7 @@ def numina_graph(prompt: str, seed: int, steps: int, cfg: float, mode: str, form
 
 class Runner:
     def __init__(self, steps: int, cfg: float) -> None:
-        import comfy_runtime
+        from numina_dev import comfy_runtime
 
         self.pipeline = evaluate.ComfyPipeline()
         comfy_runtime.load_custom_nodes()

@@ -385,11 +385,15 @@ class Comfy:
             asyncio.run(init_apis())
         before = set(nodes.NODE_CLASS_MAPPINGS)
         ok = asyncio.run(nodes.load_custom_node(ROOT, module_parent="custom_nodes"))
+        # the testing pack: NuminaTinyTextEncoderLoader (the pack users install does not have it)
+        ok = asyncio.run(nodes.load_custom_node(os.path.join(ROOT, "testing", "numina_testing"),
+                                                module_parent="custom_nodes")) and ok
         needed = ["NuminaAttentionCapture", "NuminaLayoutInfer", "NuminaLayoutRefine", "NuminaCrossAttnGuide",
                   "NuminaTinyTextEncoderLoader"]
         missing = [n for n in needed if n not in nodes.NODE_CLASS_MAPPINGS]
         if not ok or missing:
-            raise RuntimeError(f"the NUMINA pack did not load from {ROOT} (missing nodes {missing}); see the log above")
+            raise RuntimeError(f"the NUMINA pack or its testing pack did not load from {ROOT} (missing nodes {missing}); "
+                               "see the log above")
         self.new_nodes = sorted(set(nodes.NODE_CLASS_MAPPINGS) - before)
         self.node = {n: nodes.NODE_CLASS_MAPPINGS[n] for n in needed}
         module = inspect.getmodule(self.node["NuminaCrossAttnGuide"]).__name__
@@ -419,8 +423,8 @@ class Comfy:
         loader = self.node["NuminaTinyTextEncoderLoader"]
         if TEXT_ENCODER_FILE not in folder_paths.get_filename_list("text_encoders"):
             say(f"{TEXT_ENCODER_FILE} not in models/text_encoders: building it (scripts/make_fixtures.py's recipe)")
-            sys.path.insert(0, os.path.join(ROOT, "scripts"))
-            import make_fixtures
+            sys.path[:0] = [ROOT, os.path.join(ROOT, "testing")]   # any python, not only the venv
+            from scripts import make_fixtures
             import safetensors.torch
             state = inspect.getmodule(loader).init_tiny_state_dict(make_fixtures.train_vocabulary())
             folder = tempfile.mkdtemp(prefix="numina_gpu_check_")

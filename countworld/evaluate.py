@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
@@ -29,14 +28,10 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import torch
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-for p in (ROOT, os.path.join(ROOT, "scripts")):
-    if p not in sys.path:
-        sys.path.insert(0, p)
+from countworld import counter, world
+from countworld.prompts import heldout_prompts, tuning_prompts
 
-from countworld import counter, world  # noqa: E402
-from countworld.prompts import heldout_prompts, tuning_prompts  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 CHECKPOINT = "countworld_wan21_t2v.safetensors"
 TEXT_ENCODER = "numina_tiny_umt5.safetensors"
@@ -48,7 +43,7 @@ class ComfyPipeline:
     """ComfyUI's own nodes, loaded once: the plain text-to-video path of a Wan 2.1 workflow."""
 
     def __init__(self, checkpoint: str = CHECKPOINT, shift: float = DEFAULTS["shift"]) -> None:
-        import comfy_runtime
+        from numina_dev import comfy_runtime
 
         comfy_runtime.bootstrap()
         import comfy.utils

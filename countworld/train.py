@@ -43,7 +43,7 @@ import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-for p in (ROOT, os.path.join(ROOT, "scripts")):
+for p in (ROOT, os.path.join(ROOT, "testing")):   # also without the venv's numina_dev.pth (a GPU machine)
     if p not in sys.path:
         sys.path.insert(0, p)
 
@@ -106,13 +106,13 @@ def tiny_text_encoder_module():
     not load, e.g. while other parts are being written) the same file imported on its own."""
     import importlib.util
 
-    import comfy_runtime
+    from numina_dev import comfy_runtime
 
     comfy_runtime.bootstrap()
     try:
         return comfy_runtime.pack_module("NuminaTinyTextEncoderLoader")
     except RuntimeError:
-        path = os.path.join(ROOT, "nodes", "tiny_text_encoder.py")
+        path = os.path.join(ROOT, "testing", "numina_testing", "tiny_text_encoder.py")
         spec = importlib.util.spec_from_file_location("countworld_tiny_text_encoder", path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
@@ -407,7 +407,7 @@ def training_mode():
     """ComfyUI's training switch, on while we train (as comfy_extras/nodes_train.py sets it).  Newer
     ComfyUI (0.33) routes Wan's RoPE through comfy_kitchen.apply_rope1, which has no backward, unless
     comfy.model_management.in_training is set; 0.3.75 has no such flag and nothing changes there."""
-    import comfy_runtime
+    from numina_dev import comfy_runtime
 
     comfy_runtime.bootstrap()   # the CLI has not imported ComfyUI yet (load_clip would do it next)
     import comfy.model_management as mm

@@ -6,12 +6,10 @@ from comfy_api.latest import ComfyExtension, io
 from .attention_capture import NuminaAttentionCapture
 from .cross_attn_guide import NuminaCrossAttnGuide
 from .layout_infer import NuminaLayoutInfer
-from .latent_rgb_decode import NuminaLatentRGBDecode
 from .layout_refine import NuminaLayoutRefine
 from .layout_to_mask import NuminaLayoutToMask
 from .mask_to_layout import NuminaMaskToLayout
 from .numina_sampler import NuminaSampler
-from .tiny_text_encoder import NuminaTinyTextEncoderLoader
 
 NODES: list[type[io.ComfyNode]] = [
     NuminaAttentionCapture,
@@ -21,8 +19,6 @@ NODES: list[type[io.ComfyNode]] = [
     NuminaMaskToLayout,
     NuminaCrossAttnGuide,
     NuminaSampler,
-    NuminaTinyTextEncoderLoader,
-    NuminaLatentRGBDecode,
 ]
 
 

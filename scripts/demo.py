@@ -11,11 +11,7 @@ import os
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-
-import comfy_runtime  # noqa: E402
+from numina_dev import ROOT, comfy_runtime
 
 WORKFLOW = os.path.join(ROOT, "workflows", "numina_cpu_demo.json")
 
@@ -33,7 +29,7 @@ def main() -> None:
     os.makedirs(out, exist_ok=True)
     folder_paths.set_output_directory(out)
     comfy_runtime.load_custom_nodes()
-    import workflow_api
+    from scripts import workflow_api
 
     with open(args.workflow) as f:
         workflow = json.load(f)

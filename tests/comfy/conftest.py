@@ -1,17 +1,12 @@
-"""Tests on a real ComfyUI (the one scripts/setup_env.sh built, or $COMFYUI_PATH)."""
-import os
-import sys
+"""Tests on a real ComfyUI (the one scripts/setup_env.sh built, or $COMFYUI_PATH).
 
+Fixtures only: test files import shared names from `numina_dev` (e.g. `numina_dev.graphs`), never
+from a conftest module (several folders have one; which one `import conftest` finds depends on
+what else is collected)."""
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
-
-import comfy_runtime  # noqa: E402
-
-TINY_WAN = "numina_tiny_wan21_t2v.safetensors"
-TINY_VAE = "numina_tiny_wan21_vae.safetensors"
-TINY_TEXT = "numina_tiny_umt5.safetensors"
+from numina_dev import comfy_runtime
+from numina_dev.graphs import TINY_TEXT, TINY_WAN
 
 
 @pytest.fixture(scope="session")
@@ -42,20 +37,3 @@ def tiny_clip(comfy):
 def tiny_model(comfy):
     return comfy["UNETLoader"]().load_unet(TINY_WAN, "default")[0]
 
-
-def plain_graph(prompt="three red circles drifting on a grey background", seed=7, steps=4, prefix="numina_test"):
-    """Loader -> text -> empty video latent -> KSampler -> VAE decode -> save, in API format."""
-    return {
-        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": TINY_WAN, "weight_dtype": "default"}},
-        "2": {"class_type": "NuminaTinyTextEncoderLoader", "inputs": {"text_encoder": TINY_TEXT}},
-        "3": {"class_type": "CLIPTextEncode", "inputs": {"text": prompt, "clip": ["2", 0]}},
-        "4": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["2", 0]}},
-        "5": {"class_type": "EmptyHunyuanLatentVideo", "inputs": {"width": 64, "height": 64, "length": 5, "batch_size": 1}},
-        "6": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "seed": seed, "steps": steps, "cfg": 2.0,
-                                                   "sampler_name": "euler", "scheduler": "simple",
-                                                   "positive": ["3", 0], "negative": ["4", 0],
-                                                   "latent_image": ["5", 0], "denoise": 1.0}},
-        "7": {"class_type": "VAELoader", "inputs": {"vae_name": TINY_VAE}},
-        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["6", 0], "vae": ["7", 0]}},
-        "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": prefix}},
-    }

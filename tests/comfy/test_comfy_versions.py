@@ -7,9 +7,9 @@ import inspect
 import pytest
 import torch
 
-import comfy_runtime
-import make_fixtures
-from conftest import plain_graph
+from numina_dev import comfy_runtime
+from numina_dev.graphs import plain_graph
+from scripts import make_fixtures
 
 PROMPT = "three red circles drifting on a grey background"
 SEED, STEPS, CFG = 5, 4, 2.0

@@ -1,16 +1,31 @@
 """The pack on a real ComfyUI: registration, the tiny Wan fixtures, a whole graph."""
+import inspect
 import os
+import sys
 
 import torch
 
-from conftest import TINY_WAN, plain_graph
-import comfy_runtime
+from numina_dev import TESTING, comfy_runtime
+from numina_dev.graphs import TINY_WAN, plain_graph
 
 
 def test_pack_registers_its_nodes_through_comfyuis_loader(comfy):
     assert "NuminaTinyTextEncoderLoader" in comfy
     cls = comfy["NuminaTinyTextEncoderLoader"]
     assert cls.GET_SCHEMA().category == "NUMINA/testing"
+
+
+def test_testing_nodes_come_from_the_testing_pack_not_from_the_pack(comfy, pack):
+    """A user who installs the pack does not get the testing nodes: they are registered by
+    testing/numina_testing, which only the set-up script links into custom_nodes/."""
+    testing_pack = os.path.join(TESTING, "numina_testing")
+    for name in ("NuminaTinyTextEncoderLoader", "NuminaLatentRGBDecode"):
+        path = os.path.realpath(inspect.getfile(comfy[name]))
+        assert os.path.dirname(path) == os.path.realpath(testing_pack), (name, path)
+    adapter = sys.modules[pack.module("NuminaAttentionCapture").__package__]   # the pack's nodes/ package
+    ours = {cls.GET_SCHEMA().node_id: cls.GET_SCHEMA().category for cls in adapter.NODES}
+    assert "NuminaAttentionCapture" in ours and "NuminaCrossAttnGuide" in ours
+    assert not {n: c for n, c in ours.items() if "testing" in c.lower() or "Tiny" in n or "RGBDecode" in n}
 
 
 def test_tiny_text_path_gives_wan_shaped_conditioning(tiny_clip):

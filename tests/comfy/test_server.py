@@ -1,8 +1,8 @@
 """The pack inside a real `main.py --cpu` server on 127.0.0.1, as users run ComfyUI."""
 import pytest
 
-from conftest import plain_graph
-from comfy_server import ComfyServer
+from numina_dev.comfy_server import ComfyServer
+from numina_dev.graphs import plain_graph
 
 
 @pytest.fixture(scope="module")

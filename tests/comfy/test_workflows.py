@@ -11,14 +11,11 @@ import urllib.request
 import uuid
 
 import pytest
-
-from comfy_server import ComfyServer
 from PIL import Image
 
-from conftest import ROOT
-import comfy_runtime
-import make_workflows
-import workflow_api
+from numina_dev import ROOT, comfy_runtime
+from numina_dev.comfy_server import ComfyServer
+from scripts import make_workflows, workflow_api
 
 WORKFLOW_DIR = os.path.join(ROOT, "workflows")
 EXPECTED = ["numina_cpu_demo", "numina_wan21_t2v_1.3B", "numina_wan21_t2v_14B", "numina_wan22_t2v_A14B",

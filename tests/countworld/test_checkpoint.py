@@ -22,7 +22,7 @@ def pipeline(comfy_booted):
 
 def test_noun_token_positions_follow_the_real_tokenizer(pipeline):
     """The pack's own token mapping (what the capture node uses) on CountWorld prompts."""
-    import comfy_runtime
+    from numina_dev import comfy_runtime
     from numina_ops.prompt import parse_targets
     from numina_ops.tokens import noun_token_positions
 

@@ -11,7 +11,7 @@ from sklearn.metrics import adjusted_rand_score
 from numina_ops import layout as L
 from numina_ops.layout import MODES, infer_layout, segment_frame
 from numina_ops.records import NuminaInputError, Targets
-from numina_ops.synthetic import make_scene, scene_capture
+from numina_dev.synthetic import make_scene, scene_capture
 
 TEST_SEEDS = range(4)   # fixed; the default readout was designed on other seeds (1000..1005)
 

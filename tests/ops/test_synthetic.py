@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from numina_ops.records import NuminaInputError
-from numina_ops.synthetic import NOISE_LEVELS, make_scene, scene_capture
+from numina_dev.synthetic import NOISE_LEVELS, make_scene, scene_capture
 
 
 def test_same_seed_same_scene_and_other_seed_differs():

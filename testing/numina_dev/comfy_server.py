@@ -11,7 +11,7 @@ import tempfile
 import time
 import urllib.request
 
-import comfy_runtime
+from . import comfy_runtime
 
 
 def free_port() -> int:

@@ -1,7 +1,9 @@
 """Drive a real ComfyUI in-process: import it, register custom nodes, execute graphs.
 
 Used by the tests, the demo, the fixtures script and the CountWorld benchmark.  The ComfyUI
-folder comes from $COMFYUI_PATH, else from the path the set-up script recorded.
+folder comes from $COMFYUI_PATH, else from the path the set-up script recorded; scripts/setup_env.sh
+links two packs into its custom_nodes/: this repository (the NUMINA pack) and the testing pack
+(testing/numina_testing: the tiny text encoder and latent decode nodes the tests and demo use).
 """
 from __future__ import annotations
 
@@ -11,9 +13,11 @@ import sys
 import uuid
 from typing import Any
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from . import ROOT
+
 ENV_DIR = os.environ.get("NUMINA_ENV_DIR", os.path.join(ROOT, ".numina_env"))
 PACK_NAME = "numina"  # folder name of the pack's link under custom_nodes/
+TESTING_PACK_NAME = "numina_testing"  # and of the testing pack's link
 
 _booted = False
 
@@ -60,7 +64,7 @@ def bootstrap() -> str:
 
 
 def load_custom_nodes() -> dict[str, Any]:
-    """Register custom nodes (ours among them) with the real loader; returns NODE_CLASS_MAPPINGS."""
+    """Register custom nodes (both packs among them) with the real loader; returns NODE_CLASS_MAPPINGS."""
     bootstrap()
     import nodes
 
@@ -128,11 +132,12 @@ def execution_error(server: _ServerStub) -> str | None:
 
 
 def pack_module(node_name: str):
-    """The pack's module that defines a registered node (the pack is imported by ComfyUI's own
-    loader, so its modules live under ComfyUI's name for the folder, not under `nodes`)."""
+    """The module that defines a registered node, in the NUMINA pack or the testing pack (ComfyUI's
+    own loader imports them, so their modules live under ComfyUI's name for the folder)."""
     import inspect
 
     mappings = load_custom_nodes()
     if node_name not in mappings:
-        raise RuntimeError(f"{node_name} is not registered: did the NUMINA pack fail to load? (see the log)")
+        raise RuntimeError(f"{node_name} is not registered: did the NUMINA pack or the testing pack fail to load, "
+                           "or is the testing pack not linked (run scripts/setup_env.sh)? (see the log)")
     return inspect.getmodule(mappings[node_name])

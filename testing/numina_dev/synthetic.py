@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from .records import Capture, CountTarget, NounMaps, NuminaInputError, Targets, TokenGrid
+from numina_ops.records import Capture, CountTarget, NounMaps, NuminaInputError, Targets, TokenGrid
 
 NOISE_LEVELS = ("clean", "moderate", "heavy")
 HALO = 0.15   # diffuse tail of an instance's attention (relative to its peak), reaching ~2 radii
