@@ -5,6 +5,10 @@ requirement), it says so once and registers nothing, so the rest of ComfyUI keep
 """
 import logging
 
+# ComfyUI serves this folder at /extensions/<pack folder>/; its frontend reads a node's help page
+# from docs/<node id>.md there (web/docs/NuminaAttentionCapture.md, ...).
+WEB_DIRECTORY = "./web"
+
 try:
     from .nodes import comfy_entrypoint  # noqa: F401
 except Exception as error:  # never take ComfyUI down with us

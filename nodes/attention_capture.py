@@ -13,6 +13,7 @@ from ..numina_ops import capture as capture_ops
 from . import attention_patch, sampling
 from .preview import report_ui
 from .records_io import CAPTURE
+from .schema import search_aliases
 
 # The published defaults: maps taken at step 20 of 50, in block 15 of Wan2.1-1.3B's 30.
 PUBLISHED_STEP, PUBLISHED_STEPS = 20, 50
@@ -66,6 +67,7 @@ class NuminaAttentionCapture(io.ComfyNode):
             node_id="NuminaAttentionCapture",
             display_name="NUMINA Attention Capture",
             category="NUMINA",
+            **search_aliases("attention capture", "reference pass", "read attention"),
             description="Runs the short reference pass (same seed as your final run) and reads, at one step and one "
                         "block, where each counted noun's instances are: self-attention for instance shapes, "
                         "cross-attention for the noun.",

@@ -10,6 +10,7 @@ from ..numina_ops.records import Layout, NuminaInputError
 from . import attention_patch
 from .preview import report_ui
 from .records_io import LAYOUT
+from .schema import search_aliases
 
 BIAS_FORM_OPTIONS = ["auto", "sparse", "dense", "fast"]   # "auto": modulation.DEFAULT_FORM
 
@@ -21,6 +22,7 @@ class NuminaCrossAttnGuide(io.ComfyNode):
             node_id="NuminaCrossAttnGuide",
             display_name="NUMINA Cross-Attention Guide",
             category="NUMINA",
+            **search_aliases("count guidance", "attention guidance", "guide model"),
             description="Returns a patched MODEL for an ordinary KSampler / KSamplerAdvanced / SamplerCustom run with "
                         "the SAME seed, size and steps as the capture: it biases the counted nouns' cross-attention "
                         "toward the refined layout. The input MODEL is not changed.",

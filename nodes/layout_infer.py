@@ -10,6 +10,7 @@ from ..numina_ops.records import Capture, Layout, NuminaInputError
 from .preview import counts_text, layout_ui, render_layout
 from .progress import comfy_progress
 from .records_io import CAPTURE, LAYOUT
+from .schema import search_aliases
 
 
 def layout_from_capture(capture: Capture, mode: str) -> Layout:
@@ -33,6 +34,7 @@ class NuminaLayoutInfer(io.ComfyNode):
             node_id="NuminaLayoutInfer",
             display_name="NUMINA Layout Infer",
             category="NUMINA",
+            **search_aliases("object layout", "count instances", "detect objects"),
             description="Finds each counted noun's instances in every latent frame and counts them. Shows the "
                         "layout on the node, animated over the latent frames, and the counts.",
             inputs=[

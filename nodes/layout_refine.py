@@ -10,6 +10,7 @@ from ..numina_ops.refine import refine_layout
 from .preview import counts_text, layout_ui, render_layout
 from .progress import comfy_progress
 from .records_io import LAYOUT
+from .schema import search_aliases
 
 
 def refined(layout: Layout) -> Layout:
@@ -28,6 +29,7 @@ class NuminaLayoutRefine(io.ComfyNode):
             node_id="NuminaLayoutRefine",
             display_name="NUMINA Layout Refine",
             category="NUMINA",
+            **search_aliases("fix count", "edit layout", "add or remove objects"),
             description="Removes the smallest extra instances and adds missing ones (never overlapping another "
                         "instance) so every frame shows the target count. Shows the refined layout on the node, "
                         "animated over the latent frames, and the counts.",

@@ -7,6 +7,7 @@ from comfy_api.latest import io
 from ..numina_ops.layout_masks import FRAMES, layout_to_masks, pixels_per_token, video_frames
 from ..numina_ops.records import Layout, NuminaInputError
 from .records_io import LAYOUT
+from .schema import search_aliases
 
 
 def layout_mask(layout: Layout, noun: str, frames: str) -> torch.Tensor:
@@ -27,6 +28,7 @@ class NuminaLayoutToMask(io.ComfyNode):
             node_id="NuminaLayoutToMask",
             display_name="NUMINA Layout To Mask",
             category="NUMINA",
+            **search_aliases("layout mask", "instance mask"),
             description="One counted noun's instances as a MASK at the video's pixel size (white = an instance), "
                         "to correct by hand (mask editor, mask nodes) and read back with NuminaMaskToLayout.",
             inputs=[

@@ -9,6 +9,7 @@ from ..numina_ops.layout_masks import apply_mask_edit, pixels_per_token
 from ..numina_ops.records import Layout, NuminaInputError
 from .preview import counts_text, layout_ui, render_layout
 from .records_io import LAYOUT
+from .schema import search_aliases
 
 
 def edited(layout: Layout, mask, noun: str) -> Layout:
@@ -26,6 +27,7 @@ class NuminaMaskToLayout(io.ComfyNode):
             node_id="NuminaMaskToLayout",
             display_name="NUMINA Mask To Layout",
             category="NUMINA",
+            **search_aliases("mask to layout", "hand-edited layout"),
             is_output_node=True,    # the edited layout's preview shows on the node
             description="Reads a hand-edited MASK back into one noun's layout: an instance erased entirely is "
                         "removed, a separate painted blob becomes an added instance, paint touching an instance "

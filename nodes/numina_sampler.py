@@ -14,6 +14,7 @@ from . import attention_patch, sampling
 from .cross_attn_guide import BIAS_FORM_OPTIONS, guide
 from .preview import report_ui
 from .records_io import CAPTURE, LAYOUT
+from .schema import search_aliases
 
 
 def _check(capture, layout) -> None:
@@ -37,6 +38,7 @@ class NuminaSampler(io.ComfyNode):
             node_id="NuminaSampler",
             display_name="NUMINA Sampler",
             category="NUMINA",
+            **search_aliases("count sampler", "ksampler exact count", "guided sampler"),
             description="Samples the final video with the capture's seed, steps, CFG, sampler, scheduler, prompt and "
                         "latent. If every count is already right it only finishes the capture's reference pass (the "
                         "plain run, no second pass); otherwise it runs the guided pass toward the refined layout.",
