@@ -749,6 +749,15 @@ def micro_capture_reads(comfy: Comfy, dev: Device, shapes: dict, dtype: torch.dt
                 except Exception as error:
                     row[kind] = {"error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()}
                     say(f"!!! read_{kind}_attention {name} FAILED: {error}\n{row[kind]['traceback']}")
+            if dev.cuda:        # the seeded sketch: the GPU must pick the CPU's heads (two frames, float32 inputs)
+                try:
+                    frames = [0, 1]
+                    on_gpu = C.read_self_attention(q, kself, shape["heads"], grid, frames=frames).chosen_heads[frames]
+                    on_cpu = C.read_self_attention(q.float().cpu(), kself.float().cpu(), shape["heads"], grid,
+                                                   frames=frames).chosen_heads[frames]
+                    row["same_heads_as_cpu"] = bool(torch.equal(on_gpu.cpu(), on_cpu))
+                except Exception as error:
+                    row["same_heads_as_cpu"] = f"error: {type(error).__name__}: {error}"
             del q, k, v, kself
         except Exception as error:
             row["error"] = f"{type(error).__name__}: {error}"
@@ -1281,8 +1290,11 @@ def format_capture_rows(rows: list, models: dict) -> str:
                          + f" ({note})")
         else:
             cells.append(note if not step else "-")
+        same = r.get("same_heads_as_cpu", "-")
+        cells.append("yes" if same is True else "NO" if same is False else str(same)[:40])
         out.append(cells)
-    return table(["shape", "grid x heads", "read_self_attention", "read_cross_attention", "reads vs model steps"], out)
+    return table(["shape", "grid x heads", "read_self_attention", "read_cross_attention", "reads vs model steps",
+                  "heads = CPU's"], out)
 
 
 def summary(rec: Recorder, budget: Budget) -> str:
