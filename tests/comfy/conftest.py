@@ -7,6 +7,7 @@ import pytest
 
 from numina_dev import comfy_runtime
 from numina_dev.graphs import TINY_TEXT, TINY_WAN
+from numina_dev.node_runs import NodeRuns
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +38,8 @@ def tiny_clip(comfy):
 def tiny_model(comfy):
     return comfy["UNETLoader"]().load_unet(TINY_WAN, "default")[0]
 
+
+@pytest.fixture(scope="session")
+def run(comfy, tiny_model, tiny_clip):
+    """The NUMINA nodes run the way a graph would (numina_dev.node_runs), pipelines cached."""
+    return NodeRuns(comfy, tiny_model, tiny_clip)

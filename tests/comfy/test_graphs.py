@@ -6,11 +6,11 @@ import logging
 import pytest
 import torch
 
-from test_nodes import CFG, PROMPT, SEED, STEPS, run  # noqa: F401  (run: the node-driving fixture)
+from numina_dev.node_runs import CFG, PROMPT, SEED, STEPS
 
 
 @pytest.fixture(scope="module")
-def samples(run, tiny_model):  # noqa: F811
+def samples(run, tiny_model):
     *_, model, _ = run.pipeline()
     return {"model": model, "guided": run.sample(model), "plain": run.sample(tiny_model)}
 
@@ -39,7 +39,7 @@ def _with_block_patches(model, calls, blocks=2):
     return patched
 
 
-def test_an_attention_backend_node_after_the_guide_keeps_the_guidance(run, samples):  # noqa: F811
+def test_an_attention_backend_node_after_the_guide_keeps_the_guidance(run, samples):
     calls = []
     after = run.sample(_with_override(samples["model"], calls))
     assert calls, "the other backend must still run (chained under NUMINA)"
@@ -47,7 +47,7 @@ def test_an_attention_backend_node_after_the_guide_keeps_the_guidance(run, sampl
     assert not torch.equal(after, samples["plain"])
 
 
-def test_an_attention_backend_node_before_the_guide_keeps_the_guidance(run, tiny_model, samples):  # noqa: F811
+def test_an_attention_backend_node_before_the_guide_keeps_the_guidance(run, tiny_model, samples):
     calls = []
     backend_first = _with_override(tiny_model, calls)
     _, _, refined, _, _ = run.pipeline()
@@ -56,7 +56,7 @@ def test_an_attention_backend_node_before_the_guide_keeps_the_guidance(run, tiny
 
 
 @pytest.mark.parametrize("order", ["after", "before"])
-def test_a_block_replace_patch_before_or_after_the_guide_keeps_the_guidance(run, tiny_model, samples, order):  # noqa: F811
+def test_a_block_replace_patch_before_or_after_the_guide_keeps_the_guidance(run, tiny_model, samples, order):
     calls = []
     if order == "after":
         model = _with_block_patches(samples["model"], calls)
@@ -67,7 +67,7 @@ def test_a_block_replace_patch_before_or_after_the_guide_keeps_the_guidance(run,
     assert sorted(set(calls)) == [0, 1], "the other node's block patches must still run"
 
 
-def test_the_run_reports_how_many_calls_it_biased(run, tiny_model, caplog):  # noqa: F811
+def test_the_run_reports_how_many_calls_it_biased(run, tiny_model, caplog):
     *_, model, report = run.pipeline()
     assert "how many cross-attention calls were biased" in report
     with caplog.at_level(logging.INFO, logger="numina"):
@@ -91,14 +91,14 @@ def _cross_attention_outside_the_override(model):
     return patched
 
 
-def test_a_guided_run_that_biased_nothing_says_so(run, caplog):  # noqa: F811
+def test_a_guided_run_that_biased_nothing_says_so(run, caplog):
     *_, model, _ = run.pipeline()
     with caplog.at_level(logging.WARNING, logger="numina"):
         run.sample(_cross_attention_outside_the_override(model))
     assert "no cross-attention call was biased" in caplog.text and "equals a plain run" in caplog.text
 
 
-def test_a_compiled_model_guides_every_step_like_the_eager_one(run, samples):  # noqa: F811
+def test_a_compiled_model_guides_every_step_like_the_eager_one(run, samples):
     """torch.compile (ComfyUI's own compile wrapper; the `eager` backend needs no compiler here)
     must never run NUMINA with a step or strength frozen at trace time."""
     from comfy_api.torch_helpers import set_torch_compile_wrapper
@@ -115,7 +115,7 @@ def test_a_compiled_model_guides_every_step_like_the_eager_one(run, samples):  #
 
 
 @pytest.mark.parametrize("node", ["EasyCache", "LazyCache"])
-def test_a_step_cache_keeps_guiding_the_steps_it_computes(run, comfy, tiny_model, samples, node, caplog):  # noqa: F811
+def test_a_step_cache_keeps_guiding_the_steps_it_computes(run, comfy, tiny_model, samples, node, caplog):
     """EasyCache / LazyCache skip whole model evaluations on some steps and reuse a cached change;
     the steps that run are guided (the log counts them), so the result differs from the cached
     plain run."""
@@ -128,7 +128,7 @@ def test_a_step_cache_keeps_guiding_the_steps_it_computes(run, comfy, tiny_model
     assert not torch.equal(guided, run.sample(cached_plain))
 
 
-def test_context_windows_stop_with_a_message_naming_them(run, comfy, samples):  # noqa: F811
+def test_context_windows_stop_with_a_message_naming_them(run, comfy, samples):
     import inspect
     node = comfy["ContextWindowsManual"]
     settings = dict(model=samples["model"], context_length=1, context_overlap=0, context_schedule="standard_static",

@@ -9,7 +9,7 @@ from scipy import ndimage
 
 from numina_dev import comfy_runtime
 from numina_dev.graphs import TINY_TEXT, TINY_WAN
-from test_nodes import CFG, PROMPT, SEED, STEPS, run  # noqa: F401  (run: the node-driving fixture)
+from numina_dev.node_runs import CFG, PROMPT, SEED, STEPS
 
 PPT = 16            # the tiny Wan is a Wan2.1: 16 video pixels per token
 

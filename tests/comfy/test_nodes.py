@@ -2,56 +2,7 @@
 import pytest
 import torch
 
-from numina_dev.graphs import TINY_WAN
-
-PROMPT = "three red circles drifting on a grey background"
-SEED, STEPS, CFG = 11, 4, 2.0
-
-
-@pytest.fixture(scope="module")
-def run(comfy, tiny_model, tiny_clip):
-    """Helpers that run the nodes the way a graph would."""
-    cache = {}
-
-    class Run:
-        def cond(self, text):
-            return comfy["CLIPTextEncode"]().encode(tiny_clip, text)[0]
-
-        def latent(self, width=192, height=192, length=5):
-            out = comfy["EmptyHunyuanLatentVideo"]().execute(width, height, length, 1)
-            return out.result[0] if hasattr(out, "result") else out[0]
-
-        def sample(self, model, prompt=PROMPT, latent=None, seed=SEED):
-            return comfy["KSampler"]().sample(model, seed, STEPS, CFG, "euler", "simple", self.cond(prompt),
-                                              self.cond(""), latent or self.latent())[0]["samples"]
-
-        def capture(self, prompt=PROMPT, override="", latent=None, step=-1, block=-1, model=None, seed=SEED):
-            return comfy["NuminaAttentionCapture"].execute(
-                model or tiny_model, tiny_clip, self.cond(prompt), self.cond(""), latent or self.latent(), seed,
-                STEPS, CFG, "euler", "simple", prompt, override, step, block).result
-
-        def layout(self, capture, mode="default"):
-            return comfy["NuminaLayoutInfer"].execute(capture, mode).result
-
-        def refine(self, layout):
-            return comfy["NuminaLayoutRefine"].execute(layout).result
-
-        def guide(self, layout, form="auto", model=None, **optional):
-            return comfy["NuminaCrossAttnGuide"].execute(model or tiny_model, layout, form, **optional).result
-
-        def pipeline(self, prompt=PROMPT, override="circles: 5", form="auto", fresh=False):
-            key = (prompt, override, form)
-            if fresh or key not in cache:
-                cache[key] = self._pipeline(prompt, override, form)
-            return cache[key]
-
-        def _pipeline(self, prompt, override, form):
-            capture, _, _ = self.capture(prompt, override)
-            layout, _, _ = self.layout(capture)
-            refined, _, _ = self.refine(layout)
-            model, report = self.guide(refined, form)
-            return capture, layout, refined, model, report
-    return Run()
+from numina_dev.node_runs import CFG, PROMPT, SEED, STEPS
 
 
 def test_capture_reads_only_the_chosen_block_and_step(run, pack, tiny_model):

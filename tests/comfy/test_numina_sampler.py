@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from test_nodes import CFG, PROMPT, SEED, STEPS, run  # noqa: F401  (run: the node-driving fixture)
+from numina_dev.node_runs import CFG, PROMPT, SEED, STEPS
 
 
 def _counting(model):
@@ -32,7 +32,7 @@ def _untouched(layout):
     return dataclasses.replace(layout, refined=True)
 
 
-def test_counts_right_costs_the_plain_run_and_equals_it_bit_for_bit(run, comfy, tiny_model):  # noqa: F811
+def test_counts_right_costs_the_plain_run_and_equals_it_bit_for_bit(run, comfy, tiny_model):
     model, calls = _counting(tiny_model)
     capture, _, _ = run.capture(model=model)
     layout, _, _ = run.layout(capture)
@@ -45,7 +45,7 @@ def test_counts_right_costs_the_plain_run_and_equals_it_bit_for_bit(run, comfy, 
     assert torch.equal(latent["samples"], plain), float((latent["samples"] - plain).abs().max())
 
 
-def test_a_count_to_fix_costs_the_reference_steps_plus_one_guided_pass(run, comfy, tiny_model):  # noqa: F811
+def test_a_count_to_fix_costs_the_reference_steps_plus_one_guided_pass(run, comfy, tiny_model):
     model, calls = _counting(tiny_model)
     capture, _, _ = run.capture(model=model, override="circles: 5")
     refined, _, _ = run.refine(run.layout(capture)[0])
@@ -58,7 +58,7 @@ def test_a_count_to_fix_costs_the_reference_steps_plus_one_guided_pass(run, comf
     assert not torch.equal(latent["samples"], run.sample(tiny_model))
 
 
-def test_two_experts_switch_at_the_given_step(run, comfy, tiny_model):  # noqa: F811
+def test_two_experts_switch_at_the_given_step(run, comfy, tiny_model):
     """Wan2.2 A14B: the high-noise expert to switch_step, the low-noise one after (here the tiny
     model plays both). Counts right: the plain two-KSamplerAdvanced run, bit for bit."""
     advanced = comfy["KSamplerAdvanced"]()
@@ -81,7 +81,7 @@ def test_two_experts_switch_at_the_given_step(run, comfy, tiny_model):  # noqa: 
         _sampler(comfy, tiny_model, capture, _untouched(layout), low_noise_model=tiny_model)
 
 
-def test_a_guided_model_sampled_with_other_settings_names_both_values(run, comfy):  # noqa: F811
+def test_a_guided_model_sampled_with_other_settings_names_both_values(run, comfy):
     *_, model, _ = run.pipeline()
     pos, neg = run.cond(PROMPT), run.cond("")
     with pytest.raises(Exception, match=f"seed is {SEED + 1} but the capture's is {SEED}"):
@@ -92,7 +92,7 @@ def test_a_guided_model_sampled_with_other_settings_names_both_values(run, comfy
         comfy["KSampler"]().sample(model, SEED, STEPS, CFG, "heun", "simple", pos, neg, run.latent())
 
 
-def test_a_layout_from_another_capture_is_refused(run, comfy, tiny_model):  # noqa: F811
+def test_a_layout_from_another_capture_is_refused(run, comfy, tiny_model):
     capture, _, _ = run.capture()
     other, _, _ = run.capture(override="circles: 5")
     refined, _, _ = run.refine(run.layout(other)[0])
@@ -100,7 +100,7 @@ def test_a_layout_from_another_capture_is_refused(run, comfy, tiny_model):  # no
         _sampler(comfy, tiny_model, capture, refined)
 
 
-def test_prompt_text_and_conditioning_of_different_texts_are_refused(run, comfy, tiny_model, tiny_clip):  # noqa: F811
+def test_prompt_text_and_conditioning_of_different_texts_are_refused(run, comfy, tiny_model, tiny_clip):
     node = comfy["NuminaAttentionCapture"]
     with pytest.raises(ValueError, match="not the text of its positive conditioning"):
         node.execute(tiny_model, tiny_clip, run.cond("two blue squares on a grey background"), run.cond(""),
