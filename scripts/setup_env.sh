@@ -64,8 +64,9 @@ if ! stamp_ok; then
   # torch first, alone, so nothing else can pull a CUDA build.
   pip_install "torch==2.13.0"
   SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-  # torchvision's compiled ops do not load beside the CPU torch; declare the two schemas it
-  # registers fake kernels for, before it is first imported (see ../shared/RUNTIME.md).
+  # torchvision's compiled ops do not load beside the CPU torch ("operator torchvision::nms does
+  # not exist"); declare the two op schemas it registers fake kernels for, before it is first
+  # imported, and torchvision's Python side imports (ComfyUI's Wan path uses none of its ops).
   cat > "$SITE/numina_torchvision_shim.py" <<'EOF'
 def install():
     try:

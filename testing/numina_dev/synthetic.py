@@ -14,8 +14,9 @@ instance count is known.  A scene holds, per latent frame, what `Capture` would 
   coordinate-correlated component over the whole frame, and noise.
 
 Instances may touch; the whole scene drifts slowly (a camera pan) and each instance wobbles a
-little, so frames are alike but not equal.  The generator was calibrated only against the
-published readout's reported behaviour (NUMINA_REFERENCE.md), never against our own readout.
+little, so frames are alike but not equal.  The generator was calibrated only against how the
+published reference code behaves on such scenes (its count readout squeezes toward about 4: one
+instance read as 6 to 9, five and more under-counted), never against this pack's own readout.
 """
 from __future__ import annotations
 
