@@ -6,8 +6,9 @@ One run compares, on the held-out CountWorld prompts (countworld/prompts.py) and
                  LayoutRefine -> CrossAttnGuide (auto form) -> KSampler, with this pack's settings
                  for this model, chosen on the tuning prompts only (countworld/settings.py: cross
                  readout, capture at step 12 of 25 in block 3, added_boost 15)
-  numina_pub     the same graph with the published settings: capture at the published step and
-                 block (step 20 of 50, block 15 of 30, scaled), faithful readout, dense-mask bias
+  numina_published  the same graph with the published settings: capture at the published step and
+                 block (step 20 of 50, block 15 of 30, scaled), faithful readout (the published
+                 readout's reproduction), dense-mask bias; results before 2026-11-28 call it numina_pub
   best_of_n      plain sampling of extra seeds, the video the counter likes best, with the same
                  wall time per video as `numina` (N = floor(numina time / plain time), >= 1)
 Reports the published metric (per frame, fraction of nouns counted exactly; mean over frames,
@@ -48,7 +49,7 @@ from countworld import counter, evaluate, world  # noqa: E402
 from countworld.prompts import heldout_prompts, tuning_prompts  # noqa: E402
 from countworld.settings import NUMINA_SETTINGS, reference_step_for  # noqa: E402
 
-METHODS = ("plain", "numina", "numina_pub", "best_of_n")
+METHODS = ("plain", "numina", "numina_published", "best_of_n")
 
 
 def numina_graph(prompt: str, seed: int, steps: int, cfg: float, mode: str, form: str,
@@ -198,7 +199,7 @@ def run_share(args: argparse.Namespace, methods: list[str], prompts: list[str]) 
                     samples = runner.numina(prompt, seed, args.mode, "auto", args.reference_step, args.block,
                                             record=True, added_boost=args.added_boost,
                                             bias_modifiers=args.bias_modifiers)
-                elif method == "numina_pub":
+                elif method == "numina_published":
                     samples = runner.numina(prompt, seed, "faithful", "dense")
                 elif method.startswith("best_of_") and method[len("best_of_"):].isdigit():
                     fixed = int(method[len("best_of_"):])        # a fixed N, whatever it costs
@@ -256,7 +257,7 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS),
                         help=f"comma-separated, from {METHODS} or best_of_K (a fixed K seeds, whatever the time)")
     # This pack's settings for this model, chosen on the tuning prompts (countworld/settings.py);
-    # numina_pub always uses the published ones.
+    # numina_published always uses the published ones.
     parser.add_argument("--mode", default=NUMINA_SETTINGS["mode"], help="readout of the 'numina' method")
     parser.add_argument("--reference-step", type=int, default=None,
                         help="capture step of 'numina' (-1: published; default: the tuned step 12 of 25, "

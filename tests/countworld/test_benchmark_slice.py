@@ -15,7 +15,7 @@ def test_benchmark_slice_runs_every_method_in_two_workers_and_reports(tmp_path):
         capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     report = json.loads(out.read_text())
-    assert set(report["summaries"]) == {"plain", "numina", "numina_pub", "best_of_n"}
+    assert set(report["summaries"]) == {"plain", "numina", "numina_published", "best_of_n"}
     for summary in report["summaries"].values():
         assert summary["videos"] == 2 and summary["prompts"] == 2
         assert 0.0 <= summary["count_accuracy"] <= 1.0
