@@ -1,4 +1,4 @@
-"""The CPU demo: runs workflows/numina_cpu_demo.json through ComfyUI's own executor.
+"""The CPU demo: runs example_workflows/numina_cpu_demo.json through ComfyUI's own executor.
 
 Writes the plain frames, the NUMINA-guided frames, an animation and both layout previews
 (inferred and refined) into one folder, and prints it.
@@ -13,7 +13,7 @@ import time
 
 from numina_dev import ROOT, comfy_runtime
 
-WORKFLOW = os.path.join(ROOT, "workflows", "numina_cpu_demo.json")
+WORKFLOW = os.path.join(ROOT, "example_workflows", "numina_cpu_demo.json")
 
 
 def main() -> None:

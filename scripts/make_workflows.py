@@ -1,30 +1,47 @@
-"""Generate the pack's example workflows (ComfyUI UI format) and their thumbnails into workflows/.
+"""Generate the pack's example workflows (ComfyUI UI format) and their thumbnails into example_workflows/.
 
-    .numina_env/venv/bin/python scripts/make_workflows.py                 # all workflows
+    .numina_env/venv/bin/python scripts/make_workflows.py                 # all workflows and thumbnails
     .numina_env/venv/bin/python scripts/make_workflows.py --demo-model tiny
 
 Each graph is written as a compact spec (node type, column, socket links, widget values by name);
 the builder numbers nodes and links, so the `links` table and every node's `inputs` / `outputs`
-always agree.  ComfyUI serves the folder as the pack's templates (GET /workflow_templates) and the
-frontend's template browser shows the same-named .jpg beside each .json.
+always agree.  The node signatures (sockets, widgets in the frontend's order, outputs) are read from
+the node definitions of the ComfyUI this script boots in-process (the data GET /object_info
+serves), so a changed signature changes what it writes or stops it with the node and input named;
+tests/comfy/test_workflows.py checks that the committed files are what it writes.  Run it on the
+set-up's ComfyUI (0.3.75, the oldest the pack supports): newer ComfyUIs load those workflows, and
+the version is recorded in each workflow's `extra.numina.comfyui`.
 
-The node signatures below (sockets, widget order) are restated from the node definitions so that
-this script runs without ComfyUI; tests/comfy/test_workflows.py checks them against the real
-definitions and runs every graph through ComfyUI's own validation.
+ComfyUI serves a custom node's example_workflows/ as its templates (GET /workflow_templates) and the
+frontend's template browser shows the same-named .jpg beside each .json.  The CPU demo's thumbnail
+is its result: this script runs the demo (a few seconds on one CPU thread) and shows a frame of the
+plain run, of the NUMINA run and the refined layout.  The real-Wan workflows cannot run here: theirs
+draw the graph and an illustration of the layout preview (synthetic attention maps).
 """
 from __future__ import annotations
 
 import argparse
 import glob
+import importlib
 import json
 import os
 import re
+import tempfile
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Optional
+
+from PIL import Image, ImageDraw, ImageFont
+
+from numina_dev import comfy_runtime
+from numina_dev.synthetic import make_scene, scene_capture
+from numina_ops.layout import infer_layout
+from numina_ops.prompt import parse_targets
+from numina_ops.refine import refine_layout
+from scripts import workflow_api
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-OUT_DIR = os.path.join(ROOT, "workflows")
+OUT_DIR = os.path.join(ROOT, "example_workflows")
 
 COUNTWORLD_MODEL = "countworld_wan21_t2v.safetensors"
 COUNTWORLD_CHECKPOINT = os.path.join(ROOT, "countworld", "checkpoints", COUNTWORLD_MODEL)
@@ -34,6 +51,8 @@ TINY_VAE = "numina_tiny_wan21_vae.safetensors"
 
 # CountWorld's geometry (countworld/world.py: 32 x 32 latent, 2 latent frames).
 DEMO_WIDTH, DEMO_HEIGHT, DEMO_LENGTH = 256, 256, 5
+DEMO_NAME = "numina_cpu_demo"
+DEMO_PREFIX = "numina_demo"     # the demo's outputs: numina_demo/frame, plain_frame, layout_inferred, ...
 
 
 def _countworld_settings() -> dict:
@@ -68,74 +87,65 @@ MODEL_URLS = {
 }
 
 
-# ----------------------------------------------------------------------------- node signatures
+# ----------------------------------------------------------------------------- node definitions
+def live_object_info() -> dict[str, Any]:
+    """What GET /object_info serves, from the ComfyUI the harness boots in this process (the pack
+    and the testing pack registered through ComfyUI's own loader)."""
+    comfy_runtime.load_custom_nodes()
+    return workflow_api.object_info_in_process()
+
+
+def live_comfyui_version() -> str:
+    comfy_runtime.bootstrap()
+    import comfyui_version
+
+    return comfyui_version.__version__
+
+
 @dataclass(frozen=True)
 class Socket:
     name: str
     type: str
     optional: bool = False
 
+    def takes(self, link_type: str) -> bool:
+        return self.type == "*" or link_type in self.type.split(",")
+
 
 @dataclass(frozen=True)
-class Signature:
-    """What the UI format needs of a node definition: link sockets in definition order, widget
-    names in definition order, outputs.  `seeded` widgets get the frontend's extra
-    control_after_generate value stored right after them."""
-    inputs: tuple[Socket, ...] = ()
-    widgets: tuple[str, ...] = ()
-    outputs: tuple[Socket, ...] = ()
-    seeded: tuple[str, ...] = ()
+class Widget:
+    name: str
+    spec: tuple[Any, ...]
+    optional: bool = False
 
 
-def _s(*pairs: str, optional: Iterable[str] = ()) -> tuple[Socket, ...]:
-    names = pairs[0::2]
-    return tuple(Socket(n, t, n in optional) for n, t in zip(names, pairs[1::2]))
+@dataclass(frozen=True)
+class Definition:
+    """What the UI format needs of a node definition (an /object_info entry): link sockets and
+    widgets in definition order, outputs, and whether it is an output node."""
+    sockets: tuple[Socket, ...]
+    widgets: tuple[Widget, ...]
+    outputs: tuple[Socket, ...]
+    output_node: bool = False
+
+    @classmethod
+    def from_info(cls, info: dict[str, Any]) -> "Definition":
+        inputs = info.get("input", {})
+        order = info.get("input_order") or {k: list(v) for k, v in inputs.items()}
+        sockets, widgets = [], []
+        for section in ("required", "optional"):
+            for name in order.get(section, list(inputs.get(section, {}))):
+                spec = list(inputs[section][name])
+                if workflow_api.is_widget(spec):
+                    widgets.append(Widget(name, tuple(spec), section == "optional"))
+                else:
+                    sockets.append(Socket(name, spec[0], section == "optional"))
+        outputs = tuple(Socket(n, t) for n, t in zip(info.get("output_name", []), info.get("output", [])))
+        return cls(tuple(sockets), tuple(widgets), outputs, bool(info.get("output_node")))
 
 
-_SAMPLER_INPUTS = _s("model", "MODEL", "positive", "CONDITIONING", "negative", "CONDITIONING",
-                     "latent_image", "LATENT")
-SIGNATURES: dict[str, Signature] = {
-    "UNETLoader": Signature((), ("unet_name", "weight_dtype"), _s("MODEL", "MODEL")),
-    "CLIPLoader": Signature((), ("clip_name", "type", "device"), _s("CLIP", "CLIP")),
-    "VAELoader": Signature((), ("vae_name",), _s("VAE", "VAE")),
-    "NuminaTinyTextEncoderLoader": Signature((), ("text_encoder",), _s("CLIP", "CLIP")),
-    "ModelSamplingSD3": Signature(_s("model", "MODEL"), ("shift",), _s("MODEL", "MODEL")),
-    "CLIPTextEncode": Signature(_s("clip", "CLIP"), ("text",), _s("CONDITIONING", "CONDITIONING")),
-    "EmptyHunyuanLatentVideo": Signature((), ("width", "height", "length", "batch_size"), _s("LATENT", "LATENT")),
-    "Wan22ImageToVideoLatent": Signature(_s("vae", "VAE", "start_image", "IMAGE", optional=("start_image",)),
-                                         ("width", "height", "length", "batch_size"), _s("LATENT", "LATENT")),
-    "NuminaAttentionCapture": Signature(
-        _s("model", "MODEL", "clip", "CLIP", "positive", "CONDITIONING", "negative", "CONDITIONING",
-           "latent", "LATENT"),
-        ("seed", "steps", "cfg", "sampler_name", "scheduler", "prompt", "count_override", "reference_step", "block",
-         "memory_budget_mb"),
-        _s("capture", "NUMINA_CAPTURE", "reference_latent", "LATENT", "report", "STRING"), seeded=("seed",)),
-    "NuminaLayoutInfer": Signature(_s("capture", "NUMINA_CAPTURE"), ("mode",),
-                                   _s("layout", "NUMINA_LAYOUT", "preview", "IMAGE", "counts", "STRING")),
-    "NuminaLayoutRefine": Signature(_s("layout", "NUMINA_LAYOUT"), (),
-                                    _s("layout", "NUMINA_LAYOUT", "preview", "IMAGE", "counts", "STRING")),
-    "NuminaCrossAttnGuide": Signature(_s("model", "MODEL", "layout", "NUMINA_LAYOUT"),
-                                      ("bias_form", "added_boost", "bias_modifiers"),
-                                      _s("MODEL", "MODEL", "report", "STRING")),
-    "KSampler": Signature(_SAMPLER_INPUTS, ("seed", "steps", "cfg", "sampler_name", "scheduler", "denoise"),
-                          _s("LATENT", "LATENT"), seeded=("seed",)),
-    "KSamplerAdvanced": Signature(
-        _SAMPLER_INPUTS,
-        ("add_noise", "noise_seed", "steps", "cfg", "sampler_name", "scheduler", "start_at_step", "end_at_step",
-         "return_with_leftover_noise"),
-        _s("LATENT", "LATENT"), seeded=("noise_seed",)),
-    "VAEDecode": Signature(_s("samples", "LATENT", "vae", "VAE"), (), _s("IMAGE", "IMAGE")),
-    "NuminaLatentRGBDecode": Signature(_s("model", "MODEL", "samples", "LATENT"), ("upscale",), _s("IMAGE", "IMAGE")),
-    "CreateVideo": Signature(_s("images", "IMAGE", "audio", "AUDIO", optional=("audio",)), ("fps",),
-                             _s("VIDEO", "VIDEO")),
-    "SaveVideo": Signature(_s("video", "VIDEO"), ("filename_prefix", "format", "codec")),
-    "SaveAnimatedWEBP": Signature(_s("images", "IMAGE"), ("filename_prefix", "fps", "lossless", "quality", "method")),
-    "SaveImage": Signature(_s("images", "IMAGE"), ("filename_prefix",)),
-    "PreviewImage": Signature(_s("images", "IMAGE")),
-    "PreviewAny": Signature(_s("source", "*")),
-    "Note": Signature((), ("text",)),
-}
-UI_ONLY_TYPES = frozenset({"Note"})
+# The frontend's own nodes: in no /object_info
+UI_ONLY = {"Note": Definition((), (Widget("text", ("STRING", {"multiline": True})),), ())}
 
 
 # ----------------------------------------------------------------------------- graph builder
@@ -150,6 +160,7 @@ class Output:
 class Node:
     id: int
     type: str
+    definition: Definition
     column: int
     title: Optional[str]
     color: Optional[tuple[str, str]]
@@ -160,15 +171,11 @@ class Node:
     links_out: dict[int, list[int]] = field(default_factory=dict)
     pos: tuple[float, float] = (0.0, 0.0)
 
-    @property
-    def signature(self) -> Signature:
-        return SIGNATURES[self.type]
-
     def __getitem__(self, name: str) -> Output:
-        for slot, socket in enumerate(self.signature.outputs):
+        for slot, socket in enumerate(self.definition.outputs):
             if socket.name == name:
                 return Output(self.id, slot, socket.type)
-        raise KeyError(f"{self.type} has no output {name!r}")
+        raise KeyError(f"{self.type} has no output {name!r} (it has {[s.name for s in self.definition.outputs]})")
 
 
 POSITIVE_COLOR = ("#232", "#353")
@@ -177,21 +184,78 @@ NUMINA_COLOR = ("#432", "#653")
 NOTE_COLOR = ("#432", "#653")
 
 
-class Graph:
-    """A workflow under construction: nodes are stacked in columns, links numbered as made."""
+def _default(node_type: str, widget: Widget) -> Any:
+    """The value the frontend gives a widget nobody set: the definition's default, else the first option."""
+    kind, options = widget.spec[0], (widget.spec[1] if len(widget.spec) > 1 else {})
+    if "default" in options:
+        return options["default"]
+    if isinstance(kind, list) and kind:
+        return kind[0]
+    if kind == "COMBO" and options.get("options"):
+        return options["options"][0]
+    if kind == workflow_api.DYNAMIC_COMBO and options.get("options"):
+        return options["options"][0]["key"]
+    raise ValueError(f"{node_type}: widget {widget.name!r} has no default: give it a value")
 
-    def __init__(self, name: str, title: str, description: str) -> None:
+
+def widget_values(node_type: str, definition: Definition, values: dict[str, Any]) -> list[Any]:
+    """widgets_values in the frontend's order, taken by name from `values` (consumed).
+
+    The pack's own nodes need a value for every widget, so a widget added to one of them stops this
+    script until the example sets it.  A core node's widget without a value gets its default, and
+    trailing optional ones are left out (the frontend fills them in): a widget that a newer ComfyUI
+    adds to a core node does not change the workflow.  A seed-like widget is followed by the
+    frontend's control_after_generate value, 'fixed'.  A V3 DynamicCombo's chosen option brings its
+    own widgets right after it, named '<combo>.<widget>' here."""
+    strict = node_type.startswith("Numina")
+    entries: list[tuple[list[Any], bool]] = []    # (stored values, may be left out when trailing)
+
+    def read(widgets: list[Widget], prefix: str = "") -> None:
+        for widget in widgets:
+            name = prefix + widget.name
+            given = name in values
+            if not given and strict:
+                raise ValueError(f"{node_type}: widget {name!r} needs a value in this example")
+            value = values.pop(name) if given else _default(node_type, widget)
+            spec = list(widget.spec)
+            stored = [value, "fixed"] if workflow_api.has_control_value(widget.name, spec) else [value]
+            entries.append((stored, widget.optional and not given))
+            options = workflow_api.option_widgets(spec, value)
+            if options:
+                read([Widget(n, tuple(s), widget.optional) for n, s in options], name + ".")
+
+    read(list(definition.widgets))
+    while entries and entries[-1][1]:
+        entries.pop()
+    return [value for stored, _ in entries for value in stored]
+
+
+class Graph:
+    """A workflow under construction: nodes are stacked in columns, links numbered as made.
+    `object_info` is what GET /object_info serves (see `live_object_info`)."""
+
+    def __init__(self, name: str, title: str, description: str, object_info: dict[str, Any],
+                 comfyui: str) -> None:
         self.name, self.title, self.description = name, title, description
+        self.object_info, self.comfyui = object_info, comfyui
         self.nodes: list[Node] = []
         self.links: list[list[Any]] = []
         self.groups: list[tuple[str, list[Node], str]] = []
+        self.illustration: Optional[tuple[str, int, int, int]] = None  # noun, target, token grid h, w
+
+    def definition(self, node_type: str) -> Definition:
+        if node_type in UI_ONLY:
+            return UI_ONLY[node_type]
+        if node_type not in self.object_info:
+            raise KeyError(f"{node_type} is not registered in this ComfyUI")
+        return Definition.from_info(self.object_info[node_type])
 
     def add(self, node_type: str, column: int, *, title: Optional[str] = None,
             color: Optional[tuple[str, str]] = None, box_height: Optional[float] = None, **values: Any) -> Node:
-        signature = SIGNATURES[node_type]
+        definition = self.definition(node_type)
         node_id = len(self.nodes) + 1
         links_in: dict[str, Optional[int]] = {}
-        for slot, socket in enumerate(signature.inputs):
+        for slot, socket in enumerate(definition.sockets):
             source = values.pop(socket.name, None)
             if source is None:
                 if not socket.optional:
@@ -200,24 +264,18 @@ class Graph:
                 continue
             if not isinstance(source, Output):
                 raise TypeError(f"{node_type}.{socket.name}: connect an output, got {source!r}")
-            if socket.type != "*" and source.type != socket.type:
+            if not socket.takes(source.type):
                 raise TypeError(f"{node_type}.{socket.name} takes {socket.type}, got {source.type}")
             link_id = len(self.links) + 1
             self.links.append([link_id, source.node_id, source.slot, node_id, slot, source.type])
             self.nodes[source.node_id - 1].links_out.setdefault(source.slot, []).append(link_id)
             links_in[socket.name] = link_id
-        widgets_values: list[Any] = []
-        for name in signature.widgets:
-            if name not in values:
-                raise ValueError(f"{node_type}: widget {name!r} needs a value")
-            widgets_values.append(values.pop(name))
-            if name in signature.seeded:
-                widgets_values.append("fixed")  # the capture and the sampler must keep one seed
+        widgets = widget_values(node_type, definition, values)
         if values:
             raise ValueError(f"{node_type}: unknown inputs {sorted(values)}")
-        models = [_model_entry(v) for v in widgets_values if isinstance(v, str) and v in MODEL_URLS]
-        node = Node(node_id, node_type, column, title, color, links_in, widgets_values, models,
-                    (_width(node_type), box_height or _height(signature, widgets_values)))
+        models = [_model_entry(v) for v in widgets if isinstance(v, str) and v in MODEL_URLS]
+        node = Node(node_id, node_type, definition, column, title, color, links_in, widgets, models,
+                    (_width(node_type), box_height or _height(definition, widgets)))
         self.nodes.append(node)
         return node
 
@@ -230,15 +288,15 @@ class Graph:
         order = _topological_order(self.nodes, self.links)
         nodes_json = []
         for node in self.nodes:
-            signature = node.signature
+            definition = node.definition
             entry: dict[str, Any] = {
                 "id": node.id, "type": node.type, "pos": list(node.pos), "size": list(node.size),
                 "flags": {}, "order": order[node.id], "mode": 0,
                 "inputs": [dict({"name": s.name, "type": s.type, "link": node.links_in[s.name]},
-                                **({"shape": 7} if s.optional else {})) for s in signature.inputs],
+                                **({"shape": 7} if s.optional else {})) for s in definition.sockets],
                 "outputs": [{"name": s.name, "type": s.type, "links": node.links_out.get(slot, []),
-                             "slot_index": slot} for slot, s in enumerate(signature.outputs)],
-                "properties": {} if node.type in UI_ONLY_TYPES else {"Node name for S&R": node.type},
+                             "slot_index": slot} for slot, s in enumerate(definition.outputs)],
+                "properties": {} if node.type in UI_ONLY else {"Node name for S&R": node.type},
                 "widgets_values": node.widgets_values,
             }
             if node.models:
@@ -265,7 +323,7 @@ class Graph:
             "config": {},
             "extra": {"ds": {"scale": 0.6, "offset": [40, 120]},
                       "numina": {"title": self.title, "description": self.description,
-                                 "generated_by": "scripts/make_workflows.py"}},
+                                 "generated_by": "scripts/make_workflows.py", "comfyui": self.comfyui}},
             "version": 0.4,
         }
 
@@ -288,15 +346,23 @@ def _model_entry(filename: str) -> dict[str, str]:
 
 def _width(node_type: str) -> float:
     return {"CLIPTextEncode": 420.0, "Note": 420.0, "NuminaAttentionCapture": 380.0, "CLIPLoader": 350.0,
-            "UNETLoader": 350.0, "VAELoader": 350.0, "PreviewImage": 320.0, "SaveImage": 320.0}.get(node_type, 320.0)
+            "UNETLoader": 350.0, "VAELoader": 350.0, "NuminaLayoutInfer": 360.0, "NuminaLayoutRefine": 360.0,
+            "NuminaSampler": 360.0}.get(node_type, 320.0)
 
 
-def _height(signature: Signature, widgets_values: list[Any]) -> float:
-    sockets = max(len(signature.inputs), len(signature.outputs))
-    multiline = {"text", "prompt"} & set(signature.widgets)
-    if signature.inputs and signature.inputs[0].type == "IMAGE" and not signature.outputs:
-        return 280.0  # room for the picture
-    return float(10 + 22 * sockets + 26 * len(widgets_values) + 90 * len(multiline))
+def _height(definition: Definition, widgets_values: list[Any]) -> float:
+    """Room for the sockets and widgets, and for what the node shows on itself: a picture (save /
+    preview nodes, the layout nodes' animated preview) or a report's text."""
+    if definition.output_node and definition.sockets and definition.sockets[0].type == "IMAGE":
+        return 280.0  # a save / preview node: room for the picture
+    sockets = max(len(definition.sockets), len(definition.outputs))
+    multiline = sum(1 for w in definition.widgets if len(w.spec) > 1 and w.spec[1].get("multiline"))
+    height = 10 + 22 * sockets + 26 * len(widgets_values) + 90 * multiline
+    if definition.output_node and any(s.type == "IMAGE" for s in definition.outputs):
+        height += 300   # the layout preview and the counts, on the node
+    elif any(s.name == "report" for s in definition.outputs):
+        height += 120   # the report's text, on the node
+    return float(height)
 
 
 def _topological_order(nodes: list[Node], links: list[list[Any]]) -> dict[int, int]:
@@ -321,15 +387,16 @@ def _topological_order(nodes: list[Node], links: list[list[Any]]) -> dict[int, i
 
 
 # ----------------------------------------------------------------------------- workflows
-SAME_SETTINGS_NOTE = (
-    "NUMINA fixes object counts in two passes.\n"
-    "1. NUMINA Attention Capture runs a short reference pass and reads where each counted noun is.\n"
-    "2. Layout Infer counts the instances per latent frame; Layout Refine removes extra ones and adds "
-    "missing ones (see both previews).\n"
-    "3. Cross-Attention Guide returns a patched MODEL; the KSampler runs it.\n\n"
-    "Keep the capture and the sampler in step: the SAME seed (both are set to 'fixed'), steps, cfg, "
-    "sampler and scheduler, the same latent, and the capture's prompt text = the positive prompt. "
-    "Counts are read from the prompt ('three red apples' -> apples: 3); count_override wins over it.")
+HOW_IT_WORKS_NOTE = (
+    "NUMINA fixes object counts.\n"
+    "1. NUMINA Attention Capture: the run's settings are entered HERE, once (seed, steps, cfg, sampler, "
+    "scheduler; prompt text = the positive prompt). It runs a short reference pass and reads where each "
+    "counted noun is. Counts come from the prompt ('three red apples' -> apples: 3); count_override wins.\n"
+    "2. Layout Infer and Layout Refine show the layout (animated over the latent frames) and the counts on "
+    "the node: inspect them before the final run.\n"
+    "3. NUMINA Sampler takes every setting from the capture. Counts already right: it finishes the "
+    "capture's reference pass (no second pass). A count to fix: the guided pass from the same noise.\n"
+    "Capture, sampler and layout nodes show their reports on the node.")
 
 
 @dataclass(frozen=True)
@@ -340,9 +407,19 @@ class Sampling:
     sampler_name: str
     scheduler: str
 
-    def as_widgets(self, seed_name: str = "seed") -> dict[str, Any]:
-        return {seed_name: self.seed, "steps": self.steps, "cfg": self.cfg,
-                "sampler_name": self.sampler_name, "scheduler": self.scheduler}
+    def as_widgets(self) -> dict[str, Any]:
+        return {"seed": self.seed, "steps": self.steps, "cfg": self.cfg, "sampler_name": self.sampler_name,
+                "scheduler": self.scheduler}
+
+
+@dataclass(frozen=True)
+class Numina:
+    """A workflow's NUMINA settings (published ones by default)."""
+    reference_step: int = -1
+    block: int = -1
+    mode: str = "default"
+    added_boost: float = 0.0
+    bias_modifiers: bool = False
 
 
 def _prompts(g: Graph, clip: Output, positive: str, negative: str) -> tuple[Node, Node]:
@@ -353,37 +430,42 @@ def _prompts(g: Graph, clip: Output, positive: str, negative: str) -> tuple[Node
     return pos, neg
 
 
-def _numina_chain(g: Graph, model: Output, clip: Output, pos: Node, neg: Node, latent: Output,
-                  sampling: Sampling, prompt: str, previews: str, reference_step: int = -1, block: int = -1,
-                  mode: str = "default") -> tuple[Node, Node, Node]:
-    """Capture -> infer -> refine; previews either 'preview' (PreviewImage) or a SaveImage prefix."""
+def _numina_run(g: Graph, model: Output, clip: Output, pos: Node, neg: Node, latent: Output,
+                sampling: Sampling, prompt: str, numina: Numina = Numina(),
+                low_noise_model: Optional[Output] = None, switch_step: int = -1) -> tuple[Node, Node, Node, Node]:
+    """capture -> infer -> refine -> NuminaSampler: the settings on the capture, nothing on the sampler."""
     capture = g.add("NuminaAttentionCapture", 2, color=NUMINA_COLOR, model=model, clip=clip,
                     positive=pos["CONDITIONING"], negative=neg["CONDITIONING"], latent=latent,
-                    **sampling.as_widgets(), prompt=prompt, count_override="", reference_step=reference_step,
-                    block=block, memory_budget_mb=256)
-    infer = g.add("NuminaLayoutInfer", 3, color=NUMINA_COLOR, capture=capture["capture"], mode=mode)
+                    **sampling.as_widgets(), prompt=prompt, count_override="", reference_step=numina.reference_step,
+                    block=numina.block, memory_budget_mb=256)
+    infer = g.add("NuminaLayoutInfer", 3, color=NUMINA_COLOR, capture=capture["capture"], mode=numina.mode)
     refine = g.add("NuminaLayoutRefine", 3, color=NUMINA_COLOR, layout=infer["layout"])
-    for node, name in ((infer, "inferred"), (refine, "refined")):
-        if previews == "preview":
-            g.add("PreviewImage", 4, title=f"Layout {name}", images=node["preview"])
-        else:
-            g.add("SaveImage", 4, title=f"Layout {name}", images=node["preview"],
-                  filename_prefix=f"{previews}/layout_{name}")
-        g.add("PreviewAny", 4, title=f"Counts {name}", box_height=90.0, source=node["counts"])
-    return capture, infer, refine
+    sampler = g.add("NuminaSampler", 4, color=NUMINA_COLOR, model=model, capture=capture["capture"],
+                    layout=refine["layout"], bias_form="auto", added_boost=numina.added_boost,
+                    bias_modifiers=numina.bias_modifiers, low_noise_model=low_noise_model, switch_step=switch_step)
+    return capture, infer, refine, sampler
 
 
-def _video_out(g: Graph, samples: Output, vae: Output, fps: float, prefix: str, column: int = 6) -> None:
+def _video_out(g: Graph, samples: Output, vae: Output, fps: float, prefix: str, column: int = 5) -> None:
     decode = g.add("VAEDecode", column, samples=samples, vae=vae)
     video = g.add("CreateVideo", column, images=decode["IMAGE"], fps=fps)
-    g.add("SaveVideo", column, box_height=300.0, video=video["VIDEO"], filename_prefix=prefix, format="auto",
-          codec="auto")
+    # format auto, codec left to its default (auto): written the same on 0.3.75 and on 0.33, whose
+    # format is a DynamicCombo holding the codec
+    g.add("SaveVideo", column, box_height=300.0, video=video["VIDEO"], filename_prefix=prefix, format="auto")
 
 
-def wan_t2v(name: str, title: str, unet: str, vae_name: str, size: tuple[int, int, int], sampling: Sampling,
-            shift: float, fps: float, prompt: str, wan22_latent: bool = False) -> Graph:
-    g = Graph(name, title, f"{title}: NUMINA count-corrected text-to-video.")
-    note = g.add("Note", 0, title="NUMINA: how this works", box_height=260.0, color=NOTE_COLOR, text=SAME_SETTINGS_NOTE)
+def _illustrate(g: Graph, prompt: str, size: tuple[int, int, int], stride: int) -> None:
+    """The thumbnail's layout illustration: the prompt's first counted noun on this model's token grid."""
+    first = parse_targets(prompt).items[0]
+    width, height, _ = size
+    g.illustration = (first.noun, first.count, height // stride, width // stride)
+
+
+def wan_t2v(object_info: dict[str, Any], comfyui: str, name: str, title: str, unet: str, vae_name: str,
+            size: tuple[int, int, int], sampling: Sampling, shift: float, fps: float, prompt: str,
+            wan22_latent: bool = False) -> Graph:
+    g = Graph(name, title, f"{title}: NUMINA count-corrected text-to-video.", object_info, comfyui)
+    g.add("Note", 0, title="NUMINA: how this works", box_height=300.0, color=NOTE_COLOR, text=HOW_IT_WORKS_NOTE)
     loader = g.add("UNETLoader", 0, unet_name=unet, weight_dtype="default")
     clip = g.add("CLIPLoader", 0, clip_name="umt5_xxl_fp8_e4m3fn_scaled.safetensors", type="wan", device="default")
     vae = g.add("VAELoader", 0, vae_name=vae_name)
@@ -395,35 +477,34 @@ def wan_t2v(name: str, title: str, unet: str, vae_name: str, size: tuple[int, in
                        batch_size=1)
     else:
         latent = g.add("EmptyHunyuanLatentVideo", 1, width=width, height=height, length=length, batch_size=1)
-    capture, infer, refine = _numina_chain(g, model["MODEL"], clip["CLIP"], pos, neg, latent["LATENT"],
-                                           sampling, prompt, "preview")
-    guide = g.add("NuminaCrossAttnGuide", 5, color=NUMINA_COLOR, model=model["MODEL"], layout=refine["layout"],
-                  bias_form="auto", added_boost=0.0, bias_modifiers=False)
-    sampler = g.add("KSampler", 5, model=guide["MODEL"], **sampling.as_widgets(), positive=pos["CONDITIONING"],
-                    negative=neg["CONDITIONING"], latent_image=latent["LATENT"], denoise=1.0)
-    _video_out(g, sampler["LATENT"], vae["VAE"], fps, f"video/{name}")
+    capture, infer, refine, sampler = _numina_run(g, model["MODEL"], clip["CLIP"], pos, neg, latent["LATENT"],
+                                                  sampling, prompt)
+    _video_out(g, sampler["latent"], vae["VAE"], fps, f"video/{name}")
     g.group("Load models", [loader, clip, vae])
     g.group("NUMINA: reference pass and layout", [capture, infer, refine], color="#a1309b")
-    g.group("Guided sampling", [guide, sampler], color="#88A")
+    g.group("NUMINA sampling", [sampler], color="#88A")
+    _illustrate(g, prompt, size, 32 if wan22_latent else 16)
     return g
 
 
+A14B_SWITCH_STEP = 10   # of 20: Comfy-Org's Wan2.2 A14B template hands over to the low-noise expert here
 A14B_NOTE = (
     "Wan 2.2 A14B has two experts: high-noise for steps 0..9, low-noise for steps 10..19 of 20.\n\n"
     "The capture runs on the HIGH-noise expert: the published reference step (40% of the schedule, "
     "step 20 of 50) is step 8 of 20 here, inside the high-noise expert's range, and that is where the "
     "layout of the objects is decided.\n\n"
-    "The SAME refined layout feeds two Cross-Attention Guide nodes, one per expert, so both halves of the "
-    "run are steered toward one layout. Keep seed, steps, cfg, sampler and scheduler identical on the "
-    "capture and on both KSamplerAdvanced nodes (high: steps 0..10 with leftover noise; low: 10..end).")
+    "NUMINA Sampler samples with the high-noise expert (model) up to switch_step 10, then with the "
+    "low-noise expert (low_noise_model); the SAME refined layout guides both. Every other setting comes "
+    "from the capture.")
 
 
-def wan22_a14b() -> Graph:
+def wan22_a14b(object_info: dict[str, Any], comfyui: str) -> Graph:
     name = "numina_wan22_t2v_A14B"
     title = "NUMINA Wan 2.2 T2V A14B"
     sampling = Sampling(REAL_SEED, 20, 3.5, "euler", "simple")
     prompt = "Two golden retrievers and four yellow ducks playing on a green lawn beside a pond, sunny afternoon."
-    g = Graph(name, title, f"{title}: NUMINA count-corrected text-to-video with the two-expert model.")
+    g = Graph(name, title, f"{title}: NUMINA count-corrected text-to-video with the two-expert model.",
+              object_info, comfyui)
     g.add("Note", 0, title="NUMINA on two experts", box_height=330.0, color=NOTE_COLOR, text=A14B_NOTE)
     high = g.add("UNETLoader", 0, title="Load Diffusion Model (high noise)",
                  unet_name="wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors", weight_dtype="default")
@@ -434,97 +515,93 @@ def wan22_a14b() -> Graph:
     high_model = g.add("ModelSamplingSD3", 1, title="ModelSamplingSD3 (high noise)", model=high["MODEL"], shift=8.0)
     low_model = g.add("ModelSamplingSD3", 1, title="ModelSamplingSD3 (low noise)", model=low["MODEL"], shift=8.0)
     pos, neg = _prompts(g, clip["CLIP"], prompt, WAN_NEGATIVE)
-    latent = g.add("EmptyHunyuanLatentVideo", 1, width=1280, height=720, length=81, batch_size=1)
-    capture, infer, refine = _numina_chain(g, high_model["MODEL"], clip["CLIP"], pos, neg, latent["LATENT"],
-                                           sampling, prompt, "preview")
-    guide_high = g.add("NuminaCrossAttnGuide", 5, title="NUMINA Guide (high noise)", color=NUMINA_COLOR,
-                       model=high_model["MODEL"], layout=refine["layout"], bias_form="auto", added_boost=0.0,
-                       bias_modifiers=False)
-    guide_low = g.add("NuminaCrossAttnGuide", 5, title="NUMINA Guide (low noise)", color=NUMINA_COLOR,
-                      model=low_model["MODEL"], layout=refine["layout"], bias_form="auto", added_boost=0.0,
-                      bias_modifiers=False)
-    first = g.add("KSamplerAdvanced", 6, title="KSamplerAdvanced (high noise)", model=guide_high["MODEL"],
-                  add_noise="enable", **sampling.as_widgets("noise_seed"), positive=pos["CONDITIONING"],
-                  negative=neg["CONDITIONING"], latent_image=latent["LATENT"], start_at_step=0, end_at_step=10,
-                  return_with_leftover_noise="enable")
-    second = g.add("KSamplerAdvanced", 6, title="KSamplerAdvanced (low noise)", model=guide_low["MODEL"],
-                   add_noise="disable", **sampling.as_widgets("noise_seed"), positive=pos["CONDITIONING"],
-                   negative=neg["CONDITIONING"], latent_image=first["LATENT"], start_at_step=10, end_at_step=10000,
-                   return_with_leftover_noise="disable")
-    _video_out(g, second["LATENT"], vae["VAE"], 16.0, f"video/{name}", column=7)
+    size = (1280, 720, 81)
+    latent = g.add("EmptyHunyuanLatentVideo", 1, width=size[0], height=size[1], length=size[2], batch_size=1)
+    capture, infer, refine, sampler = _numina_run(g, high_model["MODEL"], clip["CLIP"], pos, neg, latent["LATENT"],
+                                                  sampling, prompt, low_noise_model=low_model["MODEL"],
+                                                  switch_step=A14B_SWITCH_STEP)
+    _video_out(g, sampler["latent"], vae["VAE"], 16.0, f"video/{name}")
     g.group("Load models", [high, low, clip, vae])
     g.group("NUMINA: reference pass on the high-noise expert", [capture, infer, refine], color="#a1309b")
-    g.group("Guided sampling, one guide per expert", [guide_high, guide_low, first, second], color="#88A")
+    g.group("NUMINA sampling: both experts, one layout", [sampler], color="#88A")
+    _illustrate(g, prompt, size, 16)
     return g
 
 
-def cpu_demo(unet: str, vae_name: str = TINY_VAE) -> Graph:
-    name = "numina_cpu_demo"
+DEMO_NOTE = (
+    "Tiny models built by scripts/make_fixtures.py (no download). The NUMINA frames are saved as "
+    f"{DEMO_PREFIX}/frame, both layouts as {DEMO_PREFIX}/layout_inferred / layout_refined, and, for "
+    f"comparison, a plain KSampler run with the same settings as {DEMO_PREFIX}/plain_frame (its seed, "
+    "steps, cfg, sampler and scheduler must match the capture's: change both together).\n\n"
+    + HOW_IT_WORKS_NOTE)
+
+
+def cpu_demo(object_info: dict[str, Any], comfyui: str, unet: str, vae_name: str = TINY_VAE) -> Graph:
     title = "NUMINA CPU demo (tiny Wan 2.1)"
     sampling = Sampling(DEMO_SEED, 25, 1.0, "euler", "simple")   # CountWorld: CFG 1 chosen on its tuning prompts
-    g = Graph(name, title, "Runs on a CPU in seconds with the tiny models scripts/make_fixtures.py builds: "
-                           "the guided result beside the plain one.")
-    g.add("Note", 0, title="NUMINA CPU demo", box_height=260.0, color=NOTE_COLOR,
-          text="Tiny models built by scripts/make_fixtures.py (no download). The guided frames are saved as "
-               "numina_demo/frame, the unguided run with the same seed as numina_demo/plain_frame, and both "
-               "layouts as numina_demo/layout_inferred / layout_refined.\n\n" + SAME_SETTINGS_NOTE)
+    g = Graph(DEMO_NAME, title, "Runs on a CPU in seconds with the tiny models scripts/make_fixtures.py builds: "
+                                "the NUMINA result beside the plain one.", object_info, comfyui)
+    g.add("Note", 0, title="NUMINA CPU demo", box_height=380.0, color=NOTE_COLOR, text=DEMO_NOTE)
     loader = g.add("UNETLoader", 0, unet_name=unet, weight_dtype="default")
     clip = g.add("NuminaTinyTextEncoderLoader", 0, text_encoder=TINY_TEXT_ENCODER)
-    vae = g.add("VAELoader", 0, vae_name=vae_name)
+    # CountWorld is a latent-space world: its pictures come from the fixed latent preview decode
+    latent_world = unet == COUNTWORLD_MODEL
+    vae = None if latent_world else g.add("VAELoader", 0, vae_name=vae_name)
     model = g.add("ModelSamplingSD3", 1, model=loader["MODEL"], shift=3.0)
     pos, neg = _prompts(g, clip["CLIP"], DEMO_PROMPT, "")
     latent = g.add("EmptyHunyuanLatentVideo", 1, width=DEMO_WIDTH, height=DEMO_HEIGHT, length=DEMO_LENGTH,
                    batch_size=1)
     # CountWorld's model: this pack's settings chosen on CountWorld's tuning prompts (README); the
     # tiny random model keeps the published ones
-    tuned = COUNTWORLD_SETTINGS if unet == COUNTWORLD_MODEL else dict(reference_step=-1, block=-1, mode="default",
-                                                                      added_boost=0.0, bias_modifiers=False)
-    capture, infer, refine = _numina_chain(g, model["MODEL"], clip["CLIP"], pos, neg, latent["LATENT"],
-                                           sampling, DEMO_PROMPT, "numina_demo", tuned["reference_step"],
-                                           tuned["block"], tuned["mode"])
-    guide = g.add("NuminaCrossAttnGuide", 5, color=NUMINA_COLOR, model=model["MODEL"], layout=refine["layout"],
-                  bias_form="auto", added_boost=tuned["added_boost"], bias_modifiers=tuned["bias_modifiers"])
-    sampler = g.add("KSampler", 5, title="KSampler (NUMINA guided)", model=guide["MODEL"], **sampling.as_widgets(),
-                    positive=pos["CONDITIONING"], negative=neg["CONDITIONING"], latent_image=latent["LATENT"],
-                    denoise=1.0)
-    plain = g.add("KSampler", 5, title="KSampler (plain, same seed)", model=model["MODEL"], **sampling.as_widgets(),
-                  positive=pos["CONDITIONING"], negative=neg["CONDITIONING"], latent_image=latent["LATENT"],
-                  denoise=1.0)
-    if unet == COUNTWORLD_MODEL:   # a latent-space world: its pictures come from the fixed preview decode
-        decode = g.add("NuminaLatentRGBDecode", 6, model=model["MODEL"], samples=sampler["LATENT"], upscale=8)
-        plain_decode = g.add("NuminaLatentRGBDecode", 7, model=model["MODEL"], samples=plain["LATENT"], upscale=8)
+    numina = Numina(**COUNTWORLD_SETTINGS) if latent_world else Numina()
+    capture, infer, refine, sampler = _numina_run(g, model["MODEL"], clip["CLIP"], pos, neg, latent["LATENT"],
+                                                  sampling, DEMO_PROMPT, numina)
+    plain = g.add("KSampler", 4, title="KSampler (plain, to compare)",
+                  model=model["MODEL"], **sampling.as_widgets(), positive=pos["CONDITIONING"],
+                  negative=neg["CONDITIONING"], latent_image=latent["LATENT"], denoise=1.0)
+    saved_layouts = [g.add("SaveImage", 4, title=f"Save layout ({name})", images=node["preview"],
+                           filename_prefix=f"{DEMO_PREFIX}/layout_{name}")
+                     for node, name in ((infer, "inferred"), (refine, "refined"))]
+    if vae is None:
+        decode = g.add("NuminaLatentRGBDecode", 5, model=model["MODEL"], samples=sampler["latent"], upscale=8)
+        plain_decode = g.add("NuminaLatentRGBDecode", 6, model=model["MODEL"], samples=plain["LATENT"], upscale=8)
     else:
-        decode = g.add("VAEDecode", 6, samples=sampler["LATENT"], vae=vae["VAE"])
-        plain_decode = g.add("VAEDecode", 7, samples=plain["LATENT"], vae=vae["VAE"])
-    g.add("SaveImage", 6, title="Guided frames", images=decode["IMAGE"], filename_prefix="numina_demo/frame")
-    g.add("SaveAnimatedWEBP", 6, title="Guided video", images=decode["IMAGE"], filename_prefix="numina_demo/video",
+        decode = g.add("VAEDecode", 5, samples=sampler["latent"], vae=vae["VAE"])
+        plain_decode = g.add("VAEDecode", 6, samples=plain["LATENT"], vae=vae["VAE"])
+    g.add("SaveImage", 5, title="NUMINA frames", images=decode["IMAGE"], filename_prefix=f"{DEMO_PREFIX}/frame")
+    g.add("SaveAnimatedWEBP", 5, title="NUMINA video", images=decode["IMAGE"], filename_prefix=f"{DEMO_PREFIX}/video",
           fps=8.0, lossless=False, quality=90, method="default")
-    g.add("SaveImage", 7, title="Plain frames", images=plain_decode["IMAGE"],
-          filename_prefix="numina_demo/plain_frame")
-    g.group("Tiny models", [loader, clip, vae])
+    g.add("SaveImage", 6, title="Plain frames", images=plain_decode["IMAGE"],
+          filename_prefix=f"{DEMO_PREFIX}/plain_frame")
+    g.group("Tiny models", [loader, clip] + ([vae] if vae else []))
     g.group("NUMINA: reference pass and layout", [capture, infer, refine], color="#a1309b")
-    g.group("Guided and plain sampling (same seed)", [guide, sampler, plain], color="#88A")
+    g.group("NUMINA sampling, and the plain run to compare", [sampler, plain], color="#88A")
+    g.group("Saved layouts", saved_layouts, color="#444")
     return g
 
 
-def all_workflows(demo_unet: str, demo_vae: str = TINY_VAE) -> list[Graph]:
+def all_workflows(object_info: dict[str, Any], comfyui: str, demo_unet: str, demo_vae: str = TINY_VAE) -> list[Graph]:
+    info = (object_info, comfyui)
     return [
-        wan_t2v("numina_wan21_t2v_1.3B", "NUMINA Wan 2.1 T2V 1.3B", "wan2.1_t2v_1.3B_fp16.safetensors",
+        wan_t2v(*info, "numina_wan21_t2v_1.3B", "NUMINA Wan 2.1 T2V 1.3B", "wan2.1_t2v_1.3B_fp16.safetensors",
                 "wan_2.1_vae.safetensors", (832, 480, 81), Sampling(REAL_SEED, 30, 6.0, "uni_pc", "simple"),
                 8.0, 16.0, "Three red apples rolling slowly across a wooden kitchen table, soft morning light."),
-        wan_t2v("numina_wan21_t2v_14B", "NUMINA Wan 2.1 T2V 14B", "wan2.1_t2v_14B_fp16.safetensors",
+        wan_t2v(*info, "numina_wan21_t2v_14B", "NUMINA Wan 2.1 T2V 14B", "wan2.1_t2v_14B_fp16.safetensors",
                 "wan_2.1_vae.safetensors", (1280, 720, 81), Sampling(REAL_SEED, 30, 6.0, "uni_pc", "simple"),
                 8.0, 16.0, "Five hot air balloons drifting over a mountain valley at sunrise, aerial shot."),
-        wan_t2v("numina_wan22_ti2v_5B", "NUMINA Wan 2.2 TI2V 5B (text to video)", "wan2.2_ti2v_5B_fp16.safetensors",
-                "wan2.2_vae.safetensors", (1280, 704, 121), Sampling(REAL_SEED, 20, 5.0, "uni_pc", "simple"),
-                8.0, 24.0, "Three white sheep grazing in a green meadow, gentle wind in the grass, cinematic.",
-                wan22_latent=True),
-        wan22_a14b(),
-        cpu_demo(demo_unet, demo_vae),
+        wan_t2v(*info, "numina_wan22_ti2v_5B", "NUMINA Wan 2.2 TI2V 5B (text to video)",
+                "wan2.2_ti2v_5B_fp16.safetensors", "wan2.2_vae.safetensors", (1280, 704, 121),
+                Sampling(REAL_SEED, 20, 5.0, "uni_pc", "simple"), 8.0, 24.0,
+                "Three white sheep grazing in a green meadow, gentle wind in the grass, cinematic.", wan22_latent=True),
+        wan22_a14b(*info),
+        cpu_demo(*info, demo_unet, demo_vae),
     ]
 
 
 # ----------------------------------------------------------------------------- thumbnails
+THUMBNAIL_SIZE = (640, 400)
+_BACKGROUND = (32, 33, 38)
+_ACCENT = (230, 140, 50)
 _KIND_COLORS = {"loader": (62, 104, 150), "numina": (176, 112, 48), "sampler": (110, 84, 160),
                 "output": (64, 130, 84), "note": (150, 130, 60), "other": (90, 90, 96)}
 _LINK_COLORS = {"MODEL": (180, 160, 255), "CLIP": (255, 210, 60), "VAE": (255, 110, 110),
@@ -534,13 +611,13 @@ _LINK_COLORS = {"MODEL": (180, 160, 255), "CLIP": (255, 210, 60), "VAE": (255, 1
 
 
 def _kind(node_type: str) -> str:
-    if node_type.startswith("Numina") and not node_type.endswith("Loader"):
+    if node_type.startswith("Numina") and not node_type.endswith(("Loader", "RGBDecode")):
         return "numina"
     if node_type.endswith("Loader"):
         return "loader"
     if node_type.startswith("KSampler"):
         return "sampler"
-    if node_type.startswith(("Save", "Preview", "CreateVideo", "VAEDecode")):
+    if node_type.startswith(("Save", "Preview", "CreateVideo", "VAEDecode", "NuminaLatentRGBDecode")):
         return "output"
     return "note" if node_type == "Note" else "other"
 
@@ -568,22 +645,22 @@ def _wrap(draw: Any, text: str, font: Any, width: float) -> list[str]:
     return lines
 
 
-def draw_thumbnail(workflow: dict[str, Any], title: str, path: str, size: tuple[int, int] = (640, 400)) -> None:
-    """A diagram of the graph: one box per node, one line per link, the title on top."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    image = Image.new("RGB", size, (32, 33, 38))
+def _canvas(title: str) -> tuple[Image.Image, ImageDraw.ImageDraw]:
+    image = Image.new("RGB", THUMBNAIL_SIZE, _BACKGROUND)
     draw = ImageDraw.Draw(image)
-    title_font = ImageFont.load_default(size=24)
+    draw.text((18, 12), title, fill=(240, 240, 240), font=ImageFont.load_default(size=24))
+    draw.line([(18, 46), (THUMBNAIL_SIZE[0] - 18, 46)], fill=_ACCENT, width=2)
+    return image, draw
+
+
+def _draw_graph(draw: Any, workflow: dict[str, Any], box: tuple[float, float, float, float]) -> None:
+    """One box per node, one line per link, scaled into `box`."""
     label_font = ImageFont.load_default(size=9)
-    draw.text((18, 12), title, fill=(240, 240, 240), font=title_font)
-    draw.line([(18, 46), (size[0] - 18, 46)], fill=(230, 140, 50), width=2)
     nodes = {n["id"]: n for n in workflow["nodes"]}
     left = min(n["pos"][0] for n in nodes.values())
     top = min(n["pos"][1] for n in nodes.values())
     right = max(n["pos"][0] + n["size"][0] for n in nodes.values())
     bottom = max(n["pos"][1] + n["size"][1] for n in nodes.values())
-    box = (18, 62, size[0] - 18, size[1] - 14)
     scale = min((box[2] - box[0]) / (right - left), (box[3] - box[1]) / (bottom - top))
     offset = (box[0] + (box[2] - box[0] - (right - left) * scale) / 2,
               box[1] + (box[3] - box[1] - (bottom - top) * scale) / 2)
@@ -610,7 +687,110 @@ def draw_thumbnail(workflow: dict[str, Any], title: str, path: str, size: tuple[
                 break
             draw.text((x0 + 3, y), line, fill=(255, 255, 255), font=label_font)
             y += 10
-    image.save(path, quality=88)
+
+
+def layout_illustration(noun: str, target: int, height: int, width: int, seed: int = 3) -> Image.Image:
+    """One frame of the layout preview the NUMINA layout nodes show, drawn by the pack's own
+    renderer on a synthetic reading (numina_dev.synthetic) with one instance of `noun` missing:
+    the refined layout shows the found instances in colour and the added one in green."""
+    scene = make_scene(target - 1, height=height, width=width, frames=1, noise="clean", seed=seed)
+    capture = scene_capture(scene, noun=noun, target=target)
+    layout = refine_layout(infer_layout(capture))
+    nodes_package = comfy_runtime.pack_module("NuminaLayoutInfer").__package__
+    preview = importlib.import_module(nodes_package + ".preview")
+    return preview.render_frames(layout, {noun: scene.cross})[0]
+
+
+def graph_thumbnail(workflow: dict[str, Any], title: str, illustration: Optional[Image.Image] = None) -> Image.Image:
+    """The graph, and under it (when given) a picture of what the layout nodes show."""
+    image, draw = _canvas(title)
+    width, height = THUMBNAIL_SIZE
+    if illustration is None:
+        _draw_graph(draw, workflow, (18, 62, width - 18, height - 14))
+        return image
+    _draw_graph(draw, workflow, (18, 58, width - 18, 226))
+    picture = illustration.copy()
+    picture.thumbnail((width - 250, height - 250))
+    top = height - 12 - picture.height
+    image.paste(picture, (width - 18 - picture.width, top))
+    font = ImageFont.load_default(size=13)
+    small = ImageFont.load_default(size=11)
+    y = top
+    for line in _wrap(draw, "NUMINA Layout Refine shows the layout on the node, frame by frame:", font, 200):
+        draw.text((18, y), line, fill=(240, 240, 240), font=font)
+        y += 17
+    y += 6
+    for line in _wrap(draw, "instances found in colour, added ones green, removed ones red; the counts "
+                            "against the target.", small, 200):
+        draw.text((18, y), line, fill=(210, 210, 210), font=small)
+        y += 14
+    y += 6
+    for line in _wrap(draw, "Illustration: synthetic attention maps on this model's token grid.", small, 200):
+        draw.text((18, y), line, fill=(160, 160, 160), font=small)
+        y += 14
+    return image
+
+
+def demo_thumbnail(plain: Image.Image, guided: Image.Image, layout: Image.Image,
+                   title: str = "NUMINA CPU demo (tiny Wan 2.1)") -> Image.Image:
+    """The CPU demo's result: a frame of the plain run, the same frame of the NUMINA run, and the
+    refined layout as its node shows it (all from one run of the demo)."""
+    image, draw = _canvas(title)
+    font = ImageFont.load_default(size=13)
+    small = ImageFont.load_default(size=11)
+    panel, gap = 190, 17
+    for index, (picture, caption) in enumerate(((plain, "plain run, same seed"), (guided, "NUMINA"),
+                                                (layout, "refined layout (on the node)"))):
+        x = 18 + index * (panel + gap)
+        draw.text((x, 60), caption, fill=(240, 240, 240) if index != 1 else _ACCENT, font=font)
+        shown = picture.convert("RGB").copy()
+        shown.thumbnail((panel, panel + 30))
+        image.paste(shown, (x, 82))
+    draw.text((18, THUMBNAIL_SIZE[1] - 40), f'"{DEMO_PROMPT}", seed {DEMO_SEED}', fill=(210, 210, 210), font=small)
+    draw.text((18, THUMBNAIL_SIZE[1] - 24), "One frame of each run, from ./scripts/demo.sh on a CPU.",
+              fill=(160, 160, 160), font=small)
+    return image
+
+
+def demo_images(outputs: dict[str, Any], api: dict[str, Any],
+                read: Callable[[dict[str, Any]], Image.Image]) -> dict[str, list[Image.Image]]:
+    """{filename prefix: [PIL images]} of the demo's saved pictures; `read(item)` opens one
+    history item ({"filename", "subfolder", "type"})."""
+    found: dict[str, list[Image.Image]] = {}
+    for node_id, node in api.items():
+        prefix = node["inputs"].get("filename_prefix")
+        if node["class_type"] == "SaveImage" and node_id in outputs:
+            found[prefix] = [read(item) for item in outputs[node_id].get("images", [])]
+    return found
+
+
+def demo_thumbnail_from(images: dict[str, list[Image.Image]]) -> Image.Image:
+    return demo_thumbnail(images[f"{DEMO_PREFIX}/plain_frame"][0], images[f"{DEMO_PREFIX}/frame"][0],
+                          images[f"{DEMO_PREFIX}/layout_refined"][0])
+
+
+def run_demo(workflow: dict[str, Any], object_info: dict[str, Any]) -> Image.Image:
+    """Run the demo in this process (one torch thread, outputs in a temporary folder) and return its thumbnail."""
+    import folder_paths
+    import torch
+
+    api = workflow_api.ui_to_api(workflow, object_info)
+    before_dir, before_threads = folder_paths.get_output_directory(), torch.get_num_threads()
+    with tempfile.TemporaryDirectory(prefix="numina_demo_thumbnail_") as out:
+        folder_paths.set_output_directory(out)
+        torch.set_num_threads(1)
+        try:
+            executor, server = comfy_runtime.execute_graph(api)
+            if not executor.success:
+                raise RuntimeError(f"the CPU demo failed: {comfy_runtime.execution_error(server)}")
+
+            def read(item: dict[str, Any]) -> Image.Image:
+                with Image.open(os.path.join(out, item.get("subfolder", ""), item["filename"])) as picture:
+                    return picture.convert("RGB")
+            return demo_thumbnail_from(demo_images(executor.history_result["outputs"], api, read))
+        finally:
+            folder_paths.set_output_directory(before_dir)
+            torch.set_num_threads(before_threads)
 
 
 # ----------------------------------------------------------------------------- main
@@ -623,39 +803,52 @@ def demo_unet_choice(choice: str) -> str:
 
 
 def demo_vae_choice(choice: Optional[str]) -> str:
-    """The random tiny VAE decodes CountWorld latents to noise; a CountWorld VAE, once one is
-    committed (countworld/checkpoints/countworld*vae*.safetensors), shows the world's pictures."""
+    """The VAE of the demo on the random tiny Wan (the CountWorld demo decodes with
+    NuminaLatentRGBDecode and loads no VAE): a countworld/checkpoints/countworld*vae*.safetensors
+    file when one is committed, else the random tiny VAE."""
     if choice:
         return choice
     found = sorted(glob.glob(os.path.join(ROOT, "countworld", "checkpoints", "countworld*vae*.safetensors")))
     return os.path.basename(found[0]) if found else TINY_VAE
 
 
-def write_workflows(out_dir: str = OUT_DIR, demo_model: str = "auto", demo_vae: Optional[str] = None) -> list[str]:
+def write_workflows(out_dir: str = OUT_DIR, demo_model: str = "auto", demo_vae: Optional[str] = None,
+                    object_info: Optional[dict[str, Any]] = None, thumbnails: bool = True) -> list[str]:
+    """Write every workflow (and, with `thumbnails`, its .jpg: this runs the CPU demo) into out_dir."""
+    object_info = live_object_info() if object_info is None else object_info
     os.makedirs(out_dir, exist_ok=True)
     written = []
-    for graph in all_workflows(demo_unet_choice(demo_model), demo_vae_choice(demo_vae)):
+    for graph in all_workflows(object_info, live_comfyui_version(), demo_unet_choice(demo_model),
+                               demo_vae_choice(demo_vae)):
         workflow = graph.to_ui()
         path = os.path.join(out_dir, graph.name + ".json")
         with open(path, "w", encoding="utf-8") as f:
             json.dump(workflow, f, indent=2, ensure_ascii=False)
             f.write("\n")
-        draw_thumbnail(workflow, graph.title, os.path.join(out_dir, graph.name + ".jpg"))
         written.append(path)
+        if not thumbnails:
+            continue
+        if graph.name == DEMO_NAME:
+            thumbnail = run_demo(workflow, object_info)
+        else:
+            thumbnail = graph_thumbnail(workflow, graph.title,
+                                        layout_illustration(*graph.illustration) if graph.illustration else None)
+        thumbnail.save(os.path.join(out_dir, graph.name + ".jpg"), quality=88)
     return written
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default=OUT_DIR, help="output folder (default: the pack's workflows/)")
+    parser.add_argument("--out", default=OUT_DIR, help="output folder (default: the pack's example_workflows/)")
     parser.add_argument("--demo-model", choices=("auto", "countworld", "tiny"), default="auto",
                         help="diffusion model of the CPU demo: auto = the CountWorld checkpoint when "
                              f"{os.path.relpath(COUNTWORLD_CHECKPOINT, ROOT)} exists, else the random tiny Wan")
     parser.add_argument("--demo-vae", default=None,
                         help="VAE file of the CPU demo (default: a countworld/checkpoints/countworld*vae* file when "
                              f"one exists, else {TINY_VAE})")
+    parser.add_argument("--no-thumbnails", action="store_true", help="write only the workflows (no demo run)")
     args = parser.parse_args()
-    for path in write_workflows(args.out, args.demo_model, args.demo_vae):
+    for path in write_workflows(args.out, args.demo_model, args.demo_vae, thumbnails=not args.no_thumbnails):
         print(os.path.relpath(path, ROOT))
 
 

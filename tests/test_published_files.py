@@ -41,7 +41,8 @@ def test_the_pack_itself_is_published(published):
     for path in ("__init__.py", "nodes/__init__.py", "numina_ops/__init__.py", "numina_ops/prompt_words.json",
                  "pyproject.toml", "requirements.txt", "LICENSE", "README.md"):
         assert path in published, path
-    assert any(p.startswith("workflows/") and p.endswith(".json") for p in published)
+    for extension in (".json", ".jpg"):     # ComfyUI's template browser: each workflow and its thumbnail
+        assert any(p.startswith("example_workflows/") and p.endswith(extension) for p in published), extension
 
 
 def test_published_code_imports_nothing_that_is_not_published(published):

@@ -1,12 +1,12 @@
-"""The pack on a real ComfyUI: registration, the tiny Wan fixtures, a whole graph."""
+"""The pack on a real ComfyUI: registration, the tiny Wan fixtures.  The plain graph on them runs
+once, on a real server (test_server.py: test_server_runs_a_tiny_wan_graph)."""
 import inspect
 import os
 import sys
 
 import torch
 
-from numina_dev import TESTING, comfy_runtime
-from numina_dev.graphs import TINY_WAN, plain_graph
+from numina_dev import TESTING
 
 
 def test_pack_registers_its_nodes_through_comfyuis_loader(comfy):
@@ -63,13 +63,3 @@ def test_tiny_wan_samples_through_ksampler_deterministically(comfy, tiny_model, 
     assert a.shape == (1, 16, 2, 8, 8)
     assert torch.isfinite(a).all() and a.abs().sum() > 0
     assert torch.equal(a, b)
-
-
-def test_whole_graph_runs_through_the_prompt_executor(comfy):
-    import folder_paths
-    executor, server = comfy_runtime.execute_graph(plain_graph(prefix="numina_foundation_graph"))
-    assert executor.success, comfy_runtime.execution_error(server)
-    images = executor.history_result["outputs"]["9"]["images"]
-    assert len(images) == 5  # 5 frames from a 2-frame latent (Wan's 4x temporal stride)
-    for image in images:
-        assert os.path.exists(os.path.join(folder_paths.get_output_directory(), image["subfolder"], image["filename"]))

@@ -1,15 +1,18 @@
-"""The shipped workflows: consistent UI graphs that ComfyUI accepts, the CPU demo runs, the server
-lists them as the pack's templates."""
+"""The shipped workflows: consistent UI graphs generated from the node definitions, that ComfyUI
+accepts; the CPU demo runs and its thumbnail is its result; the server lists them as the pack's
+templates."""
 import asyncio
 import glob
-import importlib.util
+import io
 import json
 import os
 import shutil
 import tempfile
+import urllib.parse
 import urllib.request
 import uuid
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -17,13 +20,19 @@ from numina_dev import ROOT, comfy_runtime
 from numina_dev.comfy_server import ComfyServer
 from scripts import make_workflows, workflow_api
 
-WORKFLOW_DIR = os.path.join(ROOT, "workflows")
+WORKFLOW_DIR = os.path.join(ROOT, "example_workflows")
 EXPECTED = ["numina_cpu_demo", "numina_wan21_t2v_1.3B", "numina_wan21_t2v_14B", "numina_wan22_t2v_A14B",
             "numina_wan22_ti2v_5B"]
+REAL = [name for name in EXPECTED if name != "numina_cpu_demo"]
 PATHS = sorted(glob.glob(os.path.join(WORKFLOW_DIR, "*.json")))
 DEMO = os.path.join(WORKFLOW_DIR, "numina_cpu_demo.json")
-NUMINA_TYPES = {"NuminaAttentionCapture", "NuminaLayoutInfer", "NuminaLayoutRefine", "NuminaCrossAttnGuide"}
-MODEL_FOLDERS = {"diffusion_models": "unet_name", "text_encoders": "clip_name", "vae": "vae_name"}
+SAMPLING = ("seed", "steps", "cfg", "sampler_name", "scheduler")
+# outputs a workflow may leave unconnected: what the node shows on itself (reports as text, the
+# layout's animated preview and counts) and the capture's reference latent (for inspection)
+SHOWN_ON_THE_NODE = {("NuminaAttentionCapture", "report"), ("NuminaAttentionCapture", "reference_latent"),
+                     ("NuminaLayoutInfer", "preview"), ("NuminaLayoutInfer", "counts"),
+                     ("NuminaLayoutRefine", "preview"), ("NuminaLayoutRefine", "counts"),
+                     ("NuminaSampler", "report")}
 
 
 def load(path):
@@ -82,7 +91,8 @@ def standard_model_files(comfy):
 
 @pytest.fixture(scope="module")
 def server():
-    """One server for the module, on one torch thread (see `one_thread`)."""
+    """One server for the module, on one torch thread (the tiny models' small ops run several
+    times faster on one thread than on two on this shared 2-core CPU)."""
     before = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = "1"
     try:
@@ -95,30 +105,69 @@ def server():
             os.environ["OMP_NUM_THREADS"] = before
 
 
+@pytest.fixture
+def one_thread():
+    """The tiny models' small ops run ~8x faster on one thread than on two on this shared 2-core CPU."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def comfyui_version():
+    return make_workflows.live_comfyui_version()
+
+
 # ----------------------------------------------------------------------------- the files
-def test_the_five_workflows_ship_with_a_thumbnail_each():
+def test_the_five_workflows_ship_in_example_workflows_with_a_thumbnail_each():
     assert [name_of(p) for p in PATHS] == EXPECTED
+    assert not os.path.exists(os.path.join(ROOT, "workflows")), "the workflows moved to example_workflows/"
     for path in PATHS:
         with Image.open(path[:-5] + ".jpg") as thumbnail:
             assert thumbnail.format == "JPEG" and thumbnail.size[0] >= 320 and thumbnail.size[1] >= 200
-            assert len(set(thumbnail.convert("L").getdata())) > 16, "the thumbnail should show a diagram"
+            assert len(set(thumbnail.convert("L").getdata())) > 16, "the thumbnail should show a picture"
 
 
-def test_committed_workflows_are_what_the_generator_writes(tmp_path):
+def test_committed_workflows_are_what_the_generator_writes(tmp_path, object_info):
+    """The generator reads the node signatures from this ComfyUI. On the ComfyUI the workflows were
+    written with (the set-up's, recorded in extra.numina.comfyui) they must be byte-for-byte what it
+    writes. A newer ComfyUI (0.33) gives some core nodes more outputs (save nodes pass their input
+    through): there, everything else must be the same, and the same API prompt."""
     demo = {n["type"]: n["widgets_values"][0] for n in load(DEMO)["nodes"] if n["type"] in ("UNETLoader", "VAELoader")}
     choice = "countworld" if demo["UNETLoader"] == make_workflows.COUNTWORLD_MODEL else "tiny"
-    make_workflows.write_workflows(str(tmp_path), demo_model=choice, demo_vae=demo["VAELoader"])
+    written = make_workflows.write_workflows(str(tmp_path), demo_model=choice, demo_vae=demo.get("VAELoader"),
+                                             object_info=object_info, thumbnails=False)
+    assert sorted(name_of(p) for p in written) == EXPECTED
+    here = comfyui_version()
     for path in PATHS:
-        assert load(tmp_path / os.path.basename(path)) == load(path), \
-            f"{os.path.basename(path)} is stale: run scripts/make_workflows.py"
+        committed, generated = load(path), load(tmp_path / os.path.basename(path))
+        stale = f"{os.path.basename(path)} is stale: run scripts/make_workflows.py"
+        if committed["extra"]["numina"]["comfyui"] == here:
+            assert generated == committed, stale
+            continue
+        assert generated["extra"]["numina"]["comfyui"] == here
+        assert workflow_api.ui_to_api(generated, object_info) == workflow_api.ui_to_api(committed, object_info), stale
+        assert generated["links"] == committed["links"], stale
+
+        def without_outputs(workflow):
+            return [{k: v for k, v in node.items() if k != "outputs"} for node in workflow["nodes"]]
+        assert without_outputs(generated) == without_outputs(committed), stale
+        for new, old in zip(generated["nodes"], committed["nodes"]):
+            assert new["outputs"][:len(old["outputs"])] == old["outputs"], (stale, new["type"])
+            assert all(not output["links"] for output in new["outputs"][len(old["outputs"]):])
 
 
 def test_the_demo_uses_countworld_when_its_checkpoint_exists():
     expected = "countworld" if os.path.exists(make_workflows.COUNTWORLD_CHECKPOINT) else "tiny"
     unet = next(n for n in load(DEMO)["nodes"] if n["type"] == "UNETLoader")["widgets_values"][0]
     assert unet == make_workflows.demo_unet_choice(expected), "run scripts/make_workflows.py to pick up CountWorld"
-    vae = next(n for n in load(DEMO)["nodes"] if n["type"] == "VAELoader")["widgets_values"][0]
-    assert vae == make_workflows.demo_vae_choice(None), "run scripts/make_workflows.py to pick up the CountWorld VAE"
+    vaes = [n["widgets_values"][0] for n in load(DEMO)["nodes"] if n["type"] == "VAELoader"]
+    if unet == make_workflows.COUNTWORLD_MODEL:     # a latent-space world: the fixed latent preview decode
+        assert not vaes and any(n["type"] == "NuminaLatentRGBDecode" for n in load(DEMO)["nodes"])
+    else:
+        assert vaes == [make_workflows.demo_vae_choice(None)], "run scripts/make_workflows.py for the CountWorld VAE"
 
 
 @pytest.mark.parametrize("path", PATHS, ids=name_of)
@@ -138,121 +187,110 @@ def test_ui_format_has_the_frontend_fields(path):
             assert node["properties"]["Node name for S&R"] == node["type"]
 
 
+# ----------------------------------------------------------------------------- the generator
+def _tiny_info():
+    """A few /object_info entries shaped like the real ones, to check the generator's rules."""
+    return {
+        "Source": {"input": {"required": {}}, "output": ["IMAGE", "LATENT"], "output_name": ["IMAGE", "LATENT"]},
+        "CoreSave": {"input": {"required": {"images": ["IMAGE"], "prefix": ["STRING", {"default": "x"}],
+                                            "quality": ["INT", {"default": 80}]},
+                               "optional": {"mask": ["MASK"], "bit_depth": ["INT", {"default": 8}]}},
+                     "input_order": {"required": ["images", "prefix", "quality"], "optional": ["mask", "bit_depth"]},
+                     "output": [], "output_name": [], "output_node": True},
+        "NuminaThing": {"input": {"required": {"latent": ["LATENT"], "seed": ["INT", {"control_after_generate": True}],
+                                               "mode": [["a", "b"]]},
+                                  "optional": {"strength": ["FLOAT", {"default": 1.0}]}},
+                        "input_order": {"required": ["latent", "seed", "mode"], "optional": ["strength"]},
+                        "output": ["LATENT", "STRING"], "output_name": ["latent", "report"]},
+    }
+
+
+def test_generator_reads_sockets_widgets_and_outputs_from_the_definitions():
+    info = _tiny_info()
+    g = make_workflows.Graph("t", "t", "t", info, "test")
+    source = g.add("Source", 0)
+    thing = g.add("NuminaThing", 1, latent=source["LATENT"], seed=5, mode="b", strength=0.5)
+    assert thing.widgets_values == [5, "fixed", "b", 0.5]          # definition order, control value after the seed
+    saved = g.add("CoreSave", 2, images=source["IMAGE"], prefix="p")
+    assert saved.widgets_values == ["p", 80]                       # a core node: defaults, trailing optional left out
+    assert g.add("CoreSave", 2, images=source["IMAGE"], prefix="p", bit_depth=10).widgets_values == ["p", 80, 10]
+    ui = g.to_ui()
+    nodes = {n["id"]: n for n in ui["nodes"]}
+    assert [(s["name"], s["type"], s["link"]) for s in nodes[thing.id]["inputs"]] == [("latent", "LATENT", 1)]
+    assert [(s["name"], s.get("shape")) for s in nodes[saved.id]["inputs"]] == [("images", None), ("mask", 7)]
+    assert [o["name"] for o in nodes[thing.id]["outputs"]] == ["latent", "report"]
+    assert ui["links"][0] == [1, source.id, 1, thing.id, 0, "LATENT"]
+    assert thing["report"].type == "STRING"
+    with pytest.raises(KeyError, match="no output 'preview'"):
+        thing["preview"]
+
+
+@pytest.mark.parametrize("change, error", [
+    (lambda info: info["NuminaThing"]["input"]["required"].update(extra=["INT", {"default": 1}]), "'extra' needs"),
+    (lambda info: info["NuminaThing"]["input"]["optional"].update(extra=["INT", {"default": 1}]), "'extra' needs"),
+    (lambda info: info["NuminaThing"]["input"]["required"].update(mask=["MASK"]), "'mask' is not connected"),
+    (lambda info: info["NuminaThing"]["input"]["required"].update(latent=["IMAGE"]), "takes IMAGE, got LATENT"),
+    (lambda info: info["NuminaThing"]["input"]["required"].pop("mode"), "unknown inputs \\['mode'\\]"),
+    (lambda info: info["CoreSave"]["input"]["required"].update(codec=["STRING", {}]), "'codec' has no default"),
+])
+def test_a_changed_signature_stops_the_generator_with_the_input_named(change, error):
+    """What a node definition change does to the generator, when it is not simply written out
+    differently (which the committed-workflows test catches): the pack's own nodes need every
+    widget set in the example; a required socket must be connected; link types must fit."""
+    info = _tiny_info()
+    change(info)
+    for entry in info.values():
+        entry.pop("input_order", None)     # order as the sections list them
+    g = make_workflows.Graph("t", "t", "t", info, "test")
+    source = g.add("Source", 0)
+    with pytest.raises((ValueError, TypeError), match=error):
+        g.add("NuminaThing", 1, latent=source["LATENT"], seed=5, mode="b", strength=0.5)
+        g.add("CoreSave", 2, images=source["IMAGE"], prefix="p")
+
+
+def test_generator_writes_a_dynamic_combo_as_the_frontend_stores_it():
+    info = _dynamic_node_info()
+    info["VideoSource"] = {"input": {"required": {}}, "output": ["VIDEO"], "output_name": ["VIDEO"]}
+    g = make_workflows.Graph("t", "t", "t", info, "test")
+    video = g.add("VideoSource", 0)
+    default = g.add("SaveLike", 1, video=video["VIDEO"], filename_prefix="v/x", format="mp4")
+    assert default.widgets_values == ["v/x", "mp4", "auto"]          # format, then its option's codec
+    chosen = g.add("SaveLike", 1, video=video["VIDEO"], filename_prefix="v/x", format="mp4",
+                   **{"format.codec": "h264", "format.codec.encoding": "re-encode",
+                      "format.codec.encoding.crf": 18.0})
+    assert chosen.widgets_values == ["v/x", "mp4", "h264", "re-encode", 18.0, "auto"]
+    api = workflow_api.ui_to_api(g.to_ui(), info)
+    assert api[str(chosen.id)]["inputs"] == {
+        "video": [str(video.id), 0], "filename_prefix": "v/x", "format": "mp4", "format.codec": "h264",
+        "format.codec.encoding": "re-encode", "format.codec.encoding.crf": 18.0,
+        "format.codec.encoding.color_space": "auto"}
+
+
+def _shape(info):
+    """A definition without its option lists (model file lists differ between processes)."""
+    definition = make_workflows.Definition.from_info(info)
+
+    def kind(spec):
+        return "COMBO" if isinstance(spec[0], list) else spec[0]
+    return (definition.sockets, [(w.name, kind(w.spec), w.optional) for w in definition.widgets],
+            definition.outputs, definition.output_node)
+
+
+def test_the_generators_definitions_are_what_the_server_serves(object_info, server):
+    """make_workflows reads /object_info's data in-process (workflow_api.object_info_in_process):
+    the same sockets, widgets and outputs as a running server's GET /object_info."""
+    served = server.get("/object_info")
+    used = {n["type"] for p in PATHS for n in load(p)["nodes"]} - set(make_workflows.UI_ONLY)
+    assert used <= set(served)
+    for node_type in sorted(used):
+        assert _shape(object_info[node_type]) == _shape(served[node_type]), node_type
+
+
 # ----------------------------------------------------------------------------- against ComfyUI
 @pytest.mark.parametrize("path", PATHS, ids=name_of)
 def test_every_node_type_is_registered(path, comfy):
     missing = {n["type"] for n in load(path)["nodes"]} - set(comfy) - workflow_api.UI_ONLY_TYPES
     assert not missing
-
-
-def signature_mismatches(node_type, signature, info):
-    """How the generator's signature of a node differs from its definition in this ComfyUI (empty:
-    it fits).  The pack's own nodes must match exactly.  A core node may have gained OPTIONAL
-    inputs since the generator was written (0.33's CreateVideo: `bit_depth`) or outputs after its
-    known ones: the shipped workflows still load when the new widgets come after the known ones
-    (the UI format stores widget values by position) and new sockets are optional; a missing,
-    renamed, reordered or new required input is a mismatch."""
-    strict = node_type.startswith("Numina")
-    order = info.get("input_order") or {k: list(v) for k, v in info["input"].items()}
-    widgets = [(name, list(info["input"][section][name]), section) for section in ("required", "optional")
-               for name in order.get(section, []) if workflow_api.is_widget(list(info["input"][section][name]))]
-    assert [(n, spec) for n, spec, _ in widgets] == workflow_api.widget_inputs(info)  # the converter's order
-    known = list(signature.widgets)
-    problems = []
-    names = [name for name, _, _ in widgets]
-    if strict and names != known:
-        problems.append(f"widgets {known} != {names}")
-    elif names[:len(known)] != known:
-        problems.append(f"widgets {known} are not the first widgets of {names}")
-    else:
-        new_required = [name for name, _, section in widgets[len(known):] if section == "required"]
-        if new_required:
-            problems.append(f"new required widgets {new_required}")
-    seeded = [name for name, spec, _ in widgets[:len(known)] if workflow_api.has_control_value(name, spec)]
-    if list(signature.seeded) != seeded:
-        problems.append(f"seeded widgets {list(signature.seeded)} != {seeded}")
-    sockets = []
-    for section in ("required", "optional"):
-        for name in order.get(section, []):
-            spec = info["input"][section][name]
-            if not workflow_api.is_widget(spec):
-                sockets.append((name, spec[0], section == "optional"))
-    expected = [(s.name, s.type, s.optional) for s in signature.inputs]
-    if not strict:  # sockets the generator does not know are fine when optional
-        sockets = [socket for socket in sockets if socket in expected or not socket[2]]
-    if sockets != expected:
-        problems.append(f"sockets {expected} != {sockets}")
-        dynamic = [name for name, kind, _ in sockets if isinstance(kind, str) and kind.startswith("COMFY_DYNAMIC")]
-        if dynamic:  # 0.33's SaveVideo: format (with codec inside it) became a DynamicCombo
-            problems.append(f"{dynamic} are V3 dynamic widgets, which scripts/workflow_api.py does not convert "
-                            "yet: the API prompt would lack them")
-    outputs = list(zip(info["output_name"], info["output"]))
-    known_outputs = [(s.name, s.type) for s in signature.outputs]
-    if outputs[:len(known_outputs)] != known_outputs or (strict and len(outputs) != len(known_outputs)):
-        # links name outputs by slot: outputs appended to a core node leave them valid (0.33's save
-        # and preview nodes pass their input through)
-        problems.append(f"outputs {known_outputs} != {outputs}")
-    return problems
-
-
-def test_generator_signatures_match_the_node_definitions(object_info):
-    mismatches = {node_type: signature_mismatches(node_type, signature, object_info[node_type])
-                  for node_type, signature in make_workflows.SIGNATURES.items()
-                  if node_type not in make_workflows.UI_ONLY_TYPES}
-    assert not {k: v for k, v in mismatches.items() if v}
-
-
-def test_signature_check_tolerates_new_optional_inputs_only(object_info):
-    """The check above on edited copies of this ComfyUI's CreateVideo and the pack's layout node."""
-    import copy
-
-    signature = make_workflows.SIGNATURES["CreateVideo"]
-    info = copy.deepcopy(object_info["CreateVideo"])
-    info["input"]["optional"].pop("bit_depth", None)  # what 0.3.75 defines
-    for section in info["input_order"].values():
-        section[:] = [n for n in section if n != "bit_depth"]
-    assert signature_mismatches("CreateVideo", signature, info) == []
-
-    def edited(change):
-        new = copy.deepcopy(info)
-        change(new)
-        return signature_mismatches("CreateVideo", signature, new)
-
-    def add(section, name, spec, first=False):
-        def change(new):
-            new["input"].setdefault(section, {})[name] = spec
-            order = new["input_order"].setdefault(section, [])
-            order.insert(0, name) if first else order.append(name)
-        return change
-
-    def rename(section, old, new_name):
-        def change(new):
-            new["input"][section] = {(new_name if k == old else k): v for k, v in new["input"][section].items()}
-            new["input_order"][section] = [new_name if k == old else k for k in new["input_order"][section]]
-        return change
-
-    def drop(section, name):
-        def change(new):
-            new["input"][section].pop(name)
-            new["input_order"][section].remove(name)
-        return change
-
-    assert edited(add("optional", "bit_depth", [["8-bit", "10-bit"], {"default": "8-bit"}])) == []
-    assert edited(add("optional", "mask", ["MASK"])) == []                      # a new optional socket
-    assert edited(add("required", "bit_depth", [["8-bit", "10-bit"]]))          # a new required widget
-    assert edited(add("required", "mask", ["MASK"]))                            # a new required socket
-    assert edited(add("required", "quality", ["INT", {}], first=True))          # a required widget before fps
-    assert edited(rename("required", "fps", "frame_rate"))                      # renamed widget
-    assert edited(rename("required", "images", "frames"))                       # renamed socket
-    assert edited(drop("required", "fps"))                                      # missing widget
-    assert edited(drop("required", "images"))                                   # missing socket
-    assert edited(lambda new: (new["output"].append("IMAGE"), new["output_name"].append("images"))) == []
-    assert edited(lambda new: new["output_name"].__setitem__(0, "video"))         # a renamed output
-    # the pack's own nodes must match exactly, optional inputs included
-    layout_info = copy.deepcopy(object_info["NuminaLayoutInfer"])
-    layout_info["input"].setdefault("optional", {})["extra"] = ["INT", {"default": 1}]
-    layout_info["input_order"].setdefault("optional", []).append("extra")
-    assert signature_mismatches("NuminaLayoutInfer", make_workflows.SIGNATURES["NuminaLayoutInfer"], layout_info)
 
 
 @pytest.mark.parametrize("path", PATHS, ids=name_of)
@@ -291,10 +329,9 @@ def test_converted_workflow_passes_comfyuis_validation(path, object_info, standa
 
 def test_converter_drops_the_control_value_and_maps_links(api_graphs):
     api = api_graphs["numina_wan21_t2v_1.3B"]
-    sampler = only(api, "KSampler")["inputs"]
-    assert sampler["seed"] == make_workflows.REAL_SEED and sampler["steps"] == 30 and sampler["cfg"] == 6.0
-    assert sampler["sampler_name"] == "uni_pc" and sampler["scheduler"] == "simple" and sampler["denoise"] == 1.0
-    assert origin(api, sampler["model"])["class_type"] == "NuminaCrossAttnGuide"
+    capture = only(api, "NuminaAttentionCapture")["inputs"]
+    assert capture["seed"] == make_workflows.REAL_SEED and capture["steps"] == 30
+    assert origin(api, only(api, "NuminaSampler")["inputs"]["capture"])["class_type"] == "NuminaAttentionCapture"
     assert "fixed" not in json.dumps(api)
 
 
@@ -328,32 +365,76 @@ def test_converter_follows_reroutes_and_bypasses_and_skips_ui_only_nodes(object_
 
 # ----------------------------------------------------------------------------- the NUMINA contract
 @pytest.mark.parametrize("name", EXPECTED)
-def test_capture_matches_the_final_sampler(name, api_graphs):
+def test_the_sampler_takes_everything_from_the_capture(name, api_graphs, object_info):
+    """capture -> infer -> refine -> NuminaSampler -> decode -> save: the run's settings are entered
+    once, on the capture; the sampler has none and samples the model the capture ran on."""
     api = api_graphs[name]
-    capture = only(api, "NuminaAttentionCapture")["inputs"]
-    samplers = [v["inputs"] for v in api.values() if v["class_type"] in ("KSampler", "KSamplerAdvanced")]
-    guided = [s for s in samplers if origin(api, s["model"])["class_type"] == "NuminaCrossAttnGuide"]
-    assert guided, "no sampler runs the guided model"
-    for sampler in samplers:
-        assert sampler.get("seed", sampler.get("noise_seed")) == capture["seed"]
-        for key in ("steps", "cfg", "sampler_name", "scheduler"):
-            assert sampler[key] == capture[key], key
-        assert sampler["positive"] == capture["positive"] and sampler["negative"] == capture["negative"]
-    first = [s for s in samplers if s.get("add_noise", "enable") == "enable"]
-    assert all(s["latent_image"] == capture["latent"] for s in first)
+    sampler_widgets = {w.name for w in make_workflows.Definition.from_info(object_info["NuminaSampler"]).widgets}
+    assert not sampler_widgets & {*SAMPLING, "denoise", "noise_seed", "prompt"}, "the sampler has no run settings"
+    assert not by_type(api, "NuminaCrossAttnGuide") and not by_type(api, "KSamplerAdvanced")
+    capture_key = next(iter(by_type(api, "NuminaAttentionCapture")))
+    capture = api[capture_key]["inputs"]
+    sampler = only(api, "NuminaSampler")["inputs"]
+    refine = origin(api, sampler["layout"])
+    assert refine["class_type"] == "NuminaLayoutRefine"
+    infer = origin(api, refine["inputs"]["layout"])
+    assert infer["class_type"] == "NuminaLayoutInfer" and infer["inputs"]["capture"] == [capture_key, 0]
+    assert sampler["capture"] == [capture_key, 0]
+    assert sampler["model"] == capture["model"], "the sampler samples the model the capture ran on"
+    assert origin(api, capture["model"])["class_type"] == "ModelSamplingSD3"
     positive = origin(api, capture["positive"])["inputs"]["text"]
     assert capture["prompt"] == positive and capture["count_override"] == ""
-    assert origin(api, capture["model"])["class_type"] == "ModelSamplingSD3"
-    infer = origin(api, only(api, "NuminaLayoutRefine")["inputs"]["layout"])
-    assert infer["class_type"] == "NuminaLayoutInfer" and origin(api, infer["inputs"]["capture"]) is \
-        only(api, "NuminaAttentionCapture")
-    for guide in by_type(api, "NuminaCrossAttnGuide").values():
-        assert origin(api, guide["inputs"]["layout"])["class_type"] == "NuminaLayoutRefine"
-    previewed = {tuple(v["inputs"]["images"]) for v in api.values()
-                 if v["class_type"] in ("PreviewImage", "SaveImage")}
+    sampler_key = next(iter(by_type(api, "NuminaSampler")))
+    decoders = [v for v in api.values() if v["inputs"].get("samples") == [sampler_key, 0]]
+    assert len(decoders) == 1 and decoders[0]["class_type"] in ("VAEDecode", "NuminaLatentRGBDecode")
+    samplers = by_type(api, "KSampler")
+    if name in REAL:
+        assert not samplers
+    else:   # the demo's plain run for comparison: the capture's settings, the plain model
+        plain = only(api, "KSampler")["inputs"]
+        assert all(plain[key] == capture[key] for key in SAMPLING)
+        assert (plain["model"], plain["positive"], plain["negative"], plain["latent_image"]) == \
+            (capture["model"], capture["positive"], capture["negative"], capture["latent"])
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_the_nodes_show_previews_and_reports_themselves(name, api_graphs, object_info):
+    """No PreviewImage / PreviewAny for the layout or the reports: NuminaLayoutInfer / Refine show
+    the animated layout and the counts on the node (output nodes, so they run even when nothing reads
+    them), capture and sampler their report text. In the real-model workflows their preview outputs
+    stay free; the demo saves both layouts as files."""
+    api = api_graphs[name]
+    assert not by_type(api, "PreviewImage") and not by_type(api, "PreviewAny")
+    assert object_info["NuminaLayoutInfer"]["output_node"] and object_info["NuminaLayoutRefine"]["output_node"]
+    readers = {tuple(ref) for node in api.values() for ref in node["inputs"].values() if isinstance(ref, list)}
     for key, node in api.items():
         if node["class_type"] in ("NuminaLayoutInfer", "NuminaLayoutRefine"):
-            assert (key, 1) in previewed, f"{node['class_type']} preview is not shown"
+            saved = [v for v in api.values() if v["inputs"].get("images") == [key, 1]]
+            if name in REAL:
+                assert (key, 1) not in readers and (key, 2) not in readers
+            else:
+                assert [v["class_type"] for v in saved] == ["SaveImage"]
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_every_node_runs_and_no_output_a_user_needs_is_left_unconnected(name, api_graphs, object_info):
+    api = api_graphs[name]
+    needed = {k for k, v in api.items() if object_info[v["class_type"]].get("output_node")}
+    frontier = list(needed)
+    while frontier:
+        for ref in api[frontier.pop()]["inputs"].values():
+            if isinstance(ref, list) and ref[0] not in needed:
+                needed.add(ref[0])
+                frontier.append(ref[0])
+    assert needed == set(api), f"nodes that would never run: {sorted(set(api) - needed)}"
+    read = {tuple(ref) for node in api.values() for ref in node["inputs"].values() if isinstance(ref, list)}
+    for key, node in api.items():
+        info = object_info[node["class_type"]]
+        if info.get("output_node") and node["class_type"] not in ("NuminaLayoutInfer", "NuminaLayoutRefine"):
+            continue   # a save node's pass-through output (0.33)
+        for slot, output in enumerate(info["output_name"]):
+            assert (key, slot) in read or (node["class_type"], output) in SHOWN_ON_THE_NODE, \
+                f"{node['class_type']}.{output} is not connected"
 
 
 @pytest.mark.parametrize("name", EXPECTED)
@@ -363,14 +444,19 @@ def test_example_prompts_ask_for_counts(name, api_graphs, pack):
     assert targets.items and all(t.count >= 2 for t in targets.items), (prompt, targets)
 
 
-def test_ui_seeds_are_fixed_so_capture_and_sampler_stay_together():
+def test_ui_seeds_are_fixed(object_info):
+    """The examples reproduce, and a second queue after editing a layout or a sampler setting reuses
+    the cached capture instead of drawing a new seed (the demo's plain run keeps the capture's)."""
     for path in PATHS:
         for node in load(path)["nodes"]:
-            signature = make_workflows.SIGNATURES[node["type"]]
-            for name in signature.seeded:
-                at = signature.widgets.index(name) + sum(
-                    1 for w in signature.widgets[:signature.widgets.index(name)] if w in signature.seeded)
-                assert node["widgets_values"][at + 1] == "fixed", f"{name_of(path)} node {node['id']}"
+            if node["type"] in make_workflows.UI_ONLY:
+                continue
+            at = 0
+            for name, spec in workflow_api.widget_inputs(object_info[node["type"]]):
+                at += 1
+                if workflow_api.has_control_value(name, spec):
+                    assert node["widgets_values"][at] == "fixed", f"{name_of(path)} node {node['id']}"
+                    at += 1
 
 
 def test_each_workflow_uses_its_published_models_and_settings(api_graphs):
@@ -378,29 +464,38 @@ def test_each_workflow_uses_its_published_models_and_settings(api_graphs):
         return sorted(v["inputs"][key] for v in by_type(api, class_type).values())
 
     expected = {
-        "numina_wan21_t2v_1.3B": (["wan2.1_t2v_1.3B_fp16.safetensors"], "wan_2.1_vae.safetensors", (832, 480, 81)),
-        "numina_wan21_t2v_14B": (["wan2.1_t2v_14B_fp16.safetensors"], "wan_2.1_vae.safetensors", (1280, 720, 81)),
-        "numina_wan22_ti2v_5B": (["wan2.2_ti2v_5B_fp16.safetensors"], "wan2.2_vae.safetensors", (1280, 704, 121)),
+        "numina_wan21_t2v_1.3B": (["wan2.1_t2v_1.3B_fp16.safetensors"], "wan_2.1_vae.safetensors", (832, 480, 81),
+                                  (30, 6.0, "uni_pc", "simple")),
+        "numina_wan21_t2v_14B": (["wan2.1_t2v_14B_fp16.safetensors"], "wan_2.1_vae.safetensors", (1280, 720, 81),
+                                 (30, 6.0, "uni_pc", "simple")),
+        "numina_wan22_ti2v_5B": (["wan2.2_ti2v_5B_fp16.safetensors"], "wan2.2_vae.safetensors", (1280, 704, 121),
+                                 (20, 5.0, "uni_pc", "simple")),
         "numina_wan22_t2v_A14B": (["wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors",
                                    "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors"], "wan_2.1_vae.safetensors",
-                                  (1280, 720, 81)),
+                                  (1280, 720, 81), (20, 3.5, "euler", "simple")),
     }
-    for name, (unets, vae, size) in expected.items():
+    for name, (unets, vae, size, settings) in expected.items():
         api = api_graphs[name]
         assert loaded(api, "UNETLoader", "unet_name") == unets
         assert loaded(api, "VAELoader", "vae_name") == [vae]
         clip = only(api, "CLIPLoader")["inputs"]
         assert (clip["clip_name"], clip["type"]) == ("umt5_xxl_fp8_e4m3fn_scaled.safetensors", "wan")
         assert all(v["inputs"]["shift"] == 8.0 for v in by_type(api, "ModelSamplingSD3").values())
-        latent = origin(api, only(api, "NuminaAttentionCapture")["inputs"]["latent"])
+        capture = only(api, "NuminaAttentionCapture")["inputs"]
+        assert capture["seed"] == make_workflows.REAL_SEED
+        assert tuple(capture[key] for key in SAMPLING[1:]) == settings
+        assert (capture["reference_step"], capture["block"]) == (-1, -1)      # the published step and block
+        sampler = only(api, "NuminaSampler")["inputs"]
+        assert (sampler["bias_form"], sampler["added_boost"], sampler["bias_modifiers"]) == ("auto", 0.0, False)
+        assert only(api, "NuminaLayoutInfer")["inputs"]["mode"] == "default"
+        latent = origin(api, capture["latent"])
         assert (latent["inputs"]["width"], latent["inputs"]["height"], latent["inputs"]["length"]) == size
         if name == "numina_wan22_ti2v_5B":
             assert latent["class_type"] == "Wan22ImageToVideoLatent" and "start_image" not in latent["inputs"]
-            assert only(api, "KSampler")["inputs"]["steps"] == 20 and only(api, "KSampler")["inputs"]["cfg"] == 5.0
         assert any(v["class_type"] in ("SaveVideo", "SaveAnimatedWEBP") for v in api.values())
 
 
-def test_a14b_captures_on_the_high_noise_expert_and_guides_both(api_graphs, pack):
+def test_a14b_captures_on_the_high_noise_expert_and_samples_both(api_graphs, pack):
     api = api_graphs["numina_wan22_t2v_A14B"]
     ui = load(os.path.join(WORKFLOW_DIR, "numina_wan22_t2v_A14B.json"))
 
@@ -411,32 +506,42 @@ def test_a14b_captures_on_the_high_noise_expert_and_guides_both(api_graphs, pack
         return node["inputs"]["unet_name"]
 
     capture = only(api, "NuminaAttentionCapture")["inputs"]
-    assert "high_noise" in unet_behind(capture["model"])
-    high, low = sorted(by_type(api, "KSamplerAdvanced").values(), key=lambda s: s["inputs"]["start_at_step"])
-    assert (high["inputs"]["add_noise"], high["inputs"]["start_at_step"], high["inputs"]["end_at_step"],
-            high["inputs"]["return_with_leftover_noise"]) == ("enable", 0, 10, "enable")
-    assert (low["inputs"]["add_noise"], low["inputs"]["start_at_step"], low["inputs"]["end_at_step"],
-            low["inputs"]["return_with_leftover_noise"]) == ("disable", 10, 10000, "disable")
-    assert origin(api, low["inputs"]["latent_image"]) is high
-    assert "high_noise" in unet_behind(high["inputs"]["model"]) and "low_noise" in unet_behind(low["inputs"]["model"])
-    guides = [origin(api, s["inputs"]["model"]) for s in (high, low)]
-    assert all(g["class_type"] == "NuminaCrossAttnGuide" for g in guides)
-    assert guides[0]["inputs"]["layout"] == guides[1]["inputs"]["layout"]
+    sampler = only(api, "NuminaSampler")["inputs"]
+    assert "high_noise" in unet_behind(capture["model"]) and sampler["model"] == capture["model"]
+    assert "low_noise" in unet_behind(sampler["low_noise_model"])
+    assert origin(api, sampler["low_noise_model"])["inputs"]["shift"] == 8.0
+    # the published two-expert split (Comfy-Org's template: high noise for steps 0..9 of 20)
+    assert sampler["switch_step"] == make_workflows.A14B_SWITCH_STEP == 10 and capture["steps"] == 20
     # the default reference step (40% of the schedule) falls in the high-noise range
     reference = pack.module("NuminaAttentionCapture").default_reference_step(capture["steps"])
-    assert capture["reference_step"] == -1 and reference < high["inputs"]["end_at_step"]
+    assert capture["reference_step"] == -1 and reference < sampler["switch_step"]
     notes = [n for n in ui["nodes"] if n["type"] == "Note"]
     assert notes and "HIGH-noise" in notes[0]["widgets_values"][0] and "SAME refined layout" in \
         notes[0]["widgets_values"][0]
 
 
-def test_the_cpu_demo_has_a_plain_branch_and_saves_everything(api_graphs):
+@pytest.mark.parametrize("name", REAL)
+def test_real_model_workflows_need_no_second_pass_setting(name, api_graphs):
+    """One model (two for A14B): switch_step is the sampler's only per-workflow setting besides the bias."""
+    sampler = only(api_graphs[name], "NuminaSampler")["inputs"]
+    if name == "numina_wan22_t2v_A14B":
+        assert "low_noise_model" in sampler
+    else:
+        assert "low_noise_model" not in sampler and sampler["switch_step"] == -1
+
+
+def test_the_cpu_demo_compares_with_a_plain_run_and_saves_everything(api_graphs):
     api = api_graphs["numina_cpu_demo"]
-    samplers = list(by_type(api, "KSampler").values())
-    assert sorted(origin(api, s["inputs"]["model"])["class_type"] for s in samplers) == \
-        ["ModelSamplingSD3", "NuminaCrossAttnGuide"]
     assert only(api, "NuminaTinyTextEncoderLoader")["inputs"]["text_encoder"] == "numina_tiny_umt5.safetensors"
     assert only(api, "ModelSamplingSD3")["inputs"]["shift"] == 3.0
+    capture = only(api, "NuminaAttentionCapture")["inputs"]
+    assert (capture["seed"], capture["prompt"]) == (make_workflows.DEMO_SEED, make_workflows.DEMO_PROMPT)
+    if only(api, "UNETLoader")["inputs"]["unet_name"] == make_workflows.COUNTWORLD_MODEL:
+        tuned = make_workflows.COUNTWORLD_SETTINGS
+        sampler = only(api, "NuminaSampler")["inputs"]
+        assert (capture["reference_step"], capture["block"], only(api, "NuminaLayoutInfer")["inputs"]["mode"],
+                sampler["added_boost"], sampler["bias_modifiers"]) == \
+            (tuned["reference_step"], tuned["block"], tuned["mode"], tuned["added_boost"], tuned["bias_modifiers"])
     prefixes = {v["inputs"]["filename_prefix"] for v in by_type(api, "SaveImage").values()}
     assert prefixes == {"numina_demo/frame", "numina_demo/plain_frame", "numina_demo/layout_inferred",
                         "numina_demo/layout_refined"}
@@ -444,55 +549,70 @@ def test_the_cpu_demo_has_a_plain_branch_and_saves_everything(api_graphs):
 
 
 # ----------------------------------------------------------------------------- running the demo
-def _saved_images(outputs, api, prefix):
+def _saved(entry, api, prefix):
     keys = [k for k, v in api.items() if v["inputs"].get("filename_prefix") == prefix]
     assert len(keys) == 1
-    return outputs[keys[0]]["images"]
+    return entry["outputs"][keys[0]]["images"]
 
 
-@pytest.fixture
-def one_thread():
-    """The tiny models' small ops run ~8x faster on one thread than on two on this shared 2-core CPU
-    (measured: 5.6 s vs 42 s for the demo cut to 4 steps; 11 s for all 20)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _fetch(server, item):
+    query = urllib.parse.urlencode({"filename": item["filename"], "subfolder": item.get("subfolder", ""),
+                                    "type": item.get("type", "output")})
+    with urllib.request.urlopen(f"{server.url}/view?{query}", timeout=30) as response:
+        return response.read()
 
 
-def test_cpu_demo_runs_through_the_prompt_executor(object_info, one_thread):
+@pytest.fixture(scope="module")
+def demo_run(server):
+    """The CPU demo, run once on the server from the shipped file and the served /object_info:
+    (API prompt, /history entry)."""
     import folder_paths
 
-    api = workflow_api.ui_to_api(load(DEMO), object_info)
+    api = workflow_api.ui_to_api(load(DEMO), server.get("/object_info"))
     unet = only(api, "UNETLoader")["inputs"]["unet_name"]
     assert unet in folder_paths.get_filename_list("diffusion_models"), \
         f"{unet} is not installed: run scripts/make_fixtures.py"
-    executor, server = comfy_runtime.execute_graph(api)
-    assert executor.success, comfy_runtime.execution_error(server)
-    outputs = executor.history_result["outputs"]
+    return api, server.run(api)
+
+
+def test_cpu_demo_runs_on_the_server_and_saves_every_output(demo_run, server, object_info):
+    api, entry = demo_run
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    # scripts/demo.py converts with the in-process definitions: the same prompt
+    assert workflow_api.ui_to_api(load(DEMO), object_info) == api
     length = only(api, "EmptyHunyuanLatentVideo")["inputs"]["length"]
     for prefix, count in (("numina_demo/frame", length), ("numina_demo/plain_frame", length),
                           ("numina_demo/layout_inferred", None), ("numina_demo/layout_refined", None)):
-        images = _saved_images(outputs, api, prefix)
+        images = _saved(entry, api, prefix)
         assert len(images) == count if count else images
         for image in images:
-            assert os.path.getsize(os.path.join(folder_paths.get_output_directory(), image["subfolder"],
-                                                image["filename"])) > 0
-    webp = _saved_images(outputs, api, "numina_demo/video")
-    assert len(webp) == 1 and webp[0]["filename"].endswith(".webp")
+            assert len(_fetch(server, image)) > 0
+    webp = _saved(entry, api, "numina_demo/video")
+    assert len(webp) == 1 and webp[0]["filename"].endswith(".webp") and len(_fetch(server, webp[0])) > 0
+    # the layout nodes showed their preview and counts, sampler and capture their reports
+    shown = {api[k]["class_type"]: v for k, v in entry["outputs"].items()}
+    for node_type in ("NuminaLayoutInfer", "NuminaLayoutRefine"):
+        assert shown[node_type]["images"] and shown[node_type]["text"], node_type
 
 
-def test_cpu_demo_runs_on_the_server(server):
-    info = server.get("/object_info")
-    api = workflow_api.ui_to_api(load(DEMO), info)
-    entry = server.run(api)
-    assert entry["status"]["status_str"] == "success", entry["status"]
-    length = only(api, "EmptyHunyuanLatentVideo")["inputs"]["length"]
-    assert len(_saved_images(entry["outputs"], api, "numina_demo/frame")) == length
-    assert len(_saved_images(entry["outputs"], api, "numina_demo/plain_frame")) == length
-    assert _saved_images(entry["outputs"], api, "numina_demo/layout_refined")
+def test_the_demo_thumbnail_is_this_run(demo_run, server):
+    """The CPU demo's .jpg shows its result: a frame of the plain run, of the NUMINA run and the
+    refined layout, as scripts/make_workflows.py composes them from a run of the demo."""
+    api, entry = demo_run
+
+    def read(item):
+        with Image.open(io.BytesIO(_fetch(server, item))) as picture:
+            return picture.convert("RGB")
+    expected = make_workflows.demo_thumbnail_from(make_workflows.demo_images(entry["outputs"], api, read))
+
+    def blocks(picture):    # 8 x 8 means: JPEG's errors average out, a different picture does not
+        return np.asarray(picture.convert("RGB").resize((picture.width // 8, picture.height // 8), Image.BOX),
+                          np.float32)
+    with Image.open(DEMO[:-5] + ".jpg") as committed:
+        assert committed.size == expected.size
+        difference = np.abs(blocks(committed) - blocks(expected)).max()
+    # measured: 8 for this run's picture; 41 for the next frame, 50 for plain and NUMINA swapped
+    assert difference < 20, "the thumbnail is not this demo's result: run scripts/make_workflows.py"
 
 
 def test_server_lists_and_serves_the_workflows_as_templates(server):
