@@ -64,12 +64,24 @@ def executable(env: str, *names: str) -> str | None:
     return next((p for p in map(shutil.which, names) if p), None)
 
 
-def shot(driver, name: str) -> str:
+def shot(driver, name: str, config) -> str:
+    """A screenshot of the page into OUTPUT; its path goes to the terminal (not captured)."""
     os.makedirs(OUTPUT, exist_ok=True)
     path = os.path.join(OUTPUT, name)
     driver.save_screenshot(path)
-    print(f"screenshot: {path}")
+    say(config, f"screenshot: {path}")
     return path
+
+
+def say(config, line: str) -> None:
+    """A line in pytest's output even when the test passes (output capture set aside for it)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or capture is None:
+        print(line)
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line(line)
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +113,7 @@ def server(tools):
 
 
 @pytest.fixture(scope="module")
-def page(tools, server):
+def page(tools, server, pytestconfig):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.support.ui import WebDriverWait
@@ -122,7 +134,7 @@ def page(tools, server):
             "return !!(window.app && window.app.graph && window.app.graph.nodes.length"
             " && document.querySelector('button.templates-tab-button'))"))
         yield driver
-        shot(driver, "last_page.png")
+        shot(driver, "last_page.png", pytestconfig)
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
@@ -158,7 +170,7 @@ def test_frontend_is_the_one_comfyui_pins():
     assert metadata.version("comfyui-frontend-package") == pin.group(1)
 
 
-def test_template_browser_lists_the_pack_workflows(server, page):
+def test_template_browser_lists_the_pack_workflows(server, page, pytestconfig):
     from selenium.webdriver.support.ui import WebDriverWait
 
     templates = server.get("/api/workflow_templates")
@@ -174,10 +186,10 @@ def test_template_browser_lists_the_pack_workflows(server, page):
         WebDriverWait(page, 10).until(lambda d: d.execute_script(
             "const img = arguments[0].querySelector('img'); return !!img && img.complete && img.naturalWidth > 0",
             card), f"{name}: no thumbnail on its card")
-    shot(page, "1_template_browser.png")
+    shot(page, "1_template_browser.png", pytestconfig)
 
 
-def test_cpu_demo_from_the_template_browser_runs_and_shows_previews_and_reports(server, page):
+def test_cpu_demo_from_the_template_browser_runs_and_shows_previews_and_reports(server, page, pytestconfig):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -208,7 +220,7 @@ def test_cpu_demo_from_the_template_browser_runs_and_shows_previews_and_reports(
     WebDriverWait(page, 120, poll_frequency=0.25).until(lambda d: d.execute_script("return window.__numina.ended"))
     ended = page.execute_script("return window.__numina")
     assert ended["ended"]["type"] == "execution_success", f"{ended}\n{server.read_log()}"
-    print(f"template opened and run in the browser in {time.time() - started:.1f} s")
+    say(pytestconfig, f"template opened and run in the browser in {time.time() - started:.1f} s")
 
     # What the page shows on the NUMINA nodes.
     WebDriverWait(page, 20).until(lambda d: d.execute_script("""
@@ -247,7 +259,7 @@ def test_cpu_demo_from_the_template_browser_runs_and_shows_previews_and_reports(
         served = history[str(node["id"])]["images"][0]
         assert f"filename={served['filename']}" in preview["src"] and "type=temp" in preview["src"], (preview, served)
         assert node["canvas_imgs"] and node["canvas_imgs"][0] == preview["src"], node
-        print(f"{label}: preview {preview['natural'][0]}x{preview['natural'][1]} px, {preview['frames']} frames, "
+        say(pytestconfig, f"{label}: preview {preview['natural'][0]}x{preview['natural'][1]} px, {preview['frames']} frames, "
               f"drawn at {preview['width']:.0f}x{preview['height']:.0f} px on screen; text {node['text']!r}")
 
     RUN["previews"] = {f"{n['type']} #{n['id']}": n["preview"]["height"] / n["scale"]
@@ -263,7 +275,7 @@ def test_cpu_demo_from_the_template_browser_runs_and_shows_previews_and_reports(
         app.canvas.ds.fitToBounds([x0 - 20, y0 - 20, x1 - x0 + 40, y1 - y0 + 40]);
         app.canvas.setDirty(true, true);""", list(REPORTS))
     time.sleep(0.5)
-    path = shot(page, "2_cpu_demo_after_run.png")
+    path = shot(page, "2_cpu_demo_after_run.png", pytestconfig)
     assert os.path.getsize(path) > 10_000
     errors = [e["message"] for e in page.get_log("browser")
               if e["level"] == "SEVERE" and "numina" in e["message"].lower() and "api.comfy.org" not in e["message"]]
