@@ -50,8 +50,10 @@ class NuminaCrossAttnGuide(io.ComfyNode):
     @classmethod
     def execute(cls, model, layout, bias_form, added_boost: float = 0.0, bias_modifiers: bool = False) -> io.NodeOutput:
         node_id = getattr(getattr(cls, "hidden", None), "unique_id", None)
-        guided, _, report = guide(model, layout, bias_form, added_boost, bias_modifiers,
-                                  None if node_id is None else str(node_id))
+        guided, session, report = guide(model, layout, bias_form, added_boost, bias_modifiers,
+                                        None if node_id is None else str(node_id))
+        if session is not None:
+            report += " After sampling, the log (and this node, in the UI) says how many cross-attention calls were biased."
         return io.NodeOutput(guided, report, ui=report_ui(report))
 
 
@@ -80,5 +82,4 @@ def guide(model, layout, bias_form: str, added_boost: float = 0.0, bias_modifier
     edited = ", ".join(n.noun for n in layout.nouns)
     return (attention_patch.install(model, session), session,
             f"NUMINA guide: biasing {edited} with the {form} form on "
-            f"{layout.grid.frames}x{layout.grid.height}x{layout.grid.width} tokens. After sampling, "
-            "the log (and this node, in the UI) says how many cross-attention calls were biased.")
+            f"{layout.grid.frames}x{layout.grid.height}x{layout.grid.width} tokens.")
