@@ -43,3 +43,22 @@ def tiny_model(comfy):
 def run(comfy, tiny_model, tiny_clip):
     """The NUMINA nodes run the way a graph would (numina_dev.node_runs), pipelines cached."""
     return NodeRuns(comfy, tiny_model, tiny_clip)
+
+
+@pytest.fixture(scope="session")
+def server():
+    """One real `main.py --cpu` server on 127.0.0.1 for every test that needs one (starting one
+    costs about 10 s), on one torch thread: the tiny models' small ops run several times faster on
+    one thread than on two on a shared 2-core CPU."""
+    import os
+    from numina_dev.comfy_server import ComfyServer
+    before = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        with ComfyServer() as s:
+            yield s
+    finally:
+        if before is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = before

@@ -15,7 +15,6 @@ import urllib.request
 import pytest
 
 from numina_dev import ROOT
-from numina_dev.comfy_server import ComfyServer
 
 SEARCH_WORDS = ("count objects", "number of objects", "object count")
 
@@ -105,12 +104,6 @@ def test_pyproject_names_the_comfyui_the_pack_needs():
     config = config_parser.extract_node_configuration(ROOT)
     assert config.project.supported_comfyui_version == ">=0.3.75"
     assert __version__ in SpecifierSet(config.project.supported_comfyui_version)
-
-
-@pytest.fixture(scope="module")
-def server():
-    with ComfyServer() as s:
-        yield s
 
 
 def test_the_server_serves_every_help_page(server):

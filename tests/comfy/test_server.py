@@ -4,14 +4,7 @@ import urllib.request
 
 import pytest
 
-from numina_dev.comfy_server import ComfyServer
 from numina_dev.graphs import plain_graph
-
-
-@pytest.fixture(scope="module")
-def server():
-    with ComfyServer() as s:
-        yield s
 
 
 def test_server_lists_the_pack_nodes(server):

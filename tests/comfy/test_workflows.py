@@ -17,7 +17,6 @@ import pytest
 from PIL import Image
 
 from numina_dev import ROOT, comfy_runtime
-from numina_dev.comfy_server import ComfyServer
 from scripts import make_workflows, workflow_api
 
 WORKFLOW_DIR = os.path.join(ROOT, "example_workflows")
@@ -87,22 +86,6 @@ def standard_model_files(comfy):
         folder_paths.folder_names_and_paths[folder][0].remove(path)
         folder_paths.filename_list_cache.pop(folder, None)
     shutil.rmtree(root)
-
-
-@pytest.fixture(scope="module")
-def server():
-    """One server for the module, on one torch thread (the tiny models' small ops run several
-    times faster on one thread than on two on this shared 2-core CPU)."""
-    before = os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = "1"
-    try:
-        with ComfyServer() as s:
-            yield s
-    finally:
-        if before is None:
-            os.environ.pop("OMP_NUM_THREADS", None)
-        else:
-            os.environ["OMP_NUM_THREADS"] = before
 
 
 @pytest.fixture
