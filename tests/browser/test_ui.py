@@ -48,6 +48,14 @@ REPORTS = {
     "NuminaCrossAttnGuide": r"^NUMINA guide: biased \d+ of \d+ text cross-attention calls",
 }
 LAYOUT_NODES = ("NuminaLayoutInfer", "NuminaLayoutRefine")
+# The page's hooks, the same on frontend 1.32.x (ComfyUI 0.3.75) and 1.49.x (ComfyUI 0.33): the
+# sidebar's Templates tab (its class is made from the tab's id, "templates"), the template browser
+# (a role=dialog labelled by its dialog key; its inner classes changed between the two), the Run
+# button (the queue button itself on 1.49, the first button of its split button on 1.32).
+TEMPLATES_BUTTON = "button.templates-tab-button"
+TEMPLATE_DIALOG_KEY = "global-workflow-template-selector"
+TEMPLATE_DIALOG = f"[role='dialog'][aria-labelledby='{TEMPLATE_DIALOG_KEY}']"
+RUN_BUTTON = "button[data-testid='queue-button'], [data-testid='queue-button'] button"
 RUN: dict = {}      # what the run test saw, for the layout checks after it
 
 
@@ -132,7 +140,7 @@ def page(tools, server, pytestconfig):
         driver.get(server.url + "/")
         WebDriverWait(driver, 60).until(lambda d: d.execute_script(
             "return !!(window.app && window.app.graph && window.app.graph.nodes.length"
-            " && document.querySelector('button.templates-tab-button'))"))
+            " && document.querySelector(arguments[0]))", TEMPLATES_BUTTON))
         yield driver
         shot(driver, "last_page.png", pytestconfig)
     finally:
@@ -148,16 +156,16 @@ def open_templates(driver, module: str = "numina"):
     from selenium.webdriver.support.ui import WebDriverWait
 
     wait = WebDriverWait(driver, 30)
-    dialog = (By.CSS_SELECTOR, ".workflow-template-selector-dialog")
-    if not driver.find_elements(*dialog):
-        driver.find_element(By.CSS_SELECTOR, "button.templates-tab-button").click()
+    dialog = (By.CSS_SELECTOR, TEMPLATE_DIALOG)
+    if not [d for d in driver.find_elements(*dialog) if d.is_displayed()]:
+        driver.find_element(By.CSS_SELECTOR, TEMPLATES_BUTTON).click()
     wait.until(EC.visibility_of_element_located(dialog))
     entry = wait.until(EC.element_to_be_clickable((By.XPATH, (
-        "//*[contains(@class,'workflow-template-selector-dialog')]//nav//*[@role='button']"
+        f"//*[@role='dialog'][@aria-labelledby='{TEMPLATE_DIALOG_KEY}']//nav//*[@role='button']"
         f"[normalize-space(.)='{module}']"))))
     entry.click()
     wait.until(EC.visibility_of_element_located((By.CSS_SELECTOR, f"[data-testid='template-workflow-{DEMO}']")))
-    cards = driver.find_elements(By.CSS_SELECTOR, ".workflow-template-selector-dialog [data-testid^='template-workflow-']")
+    cards = driver.find_elements(By.CSS_SELECTOR, f"{TEMPLATE_DIALOG} [data-testid^='template-workflow-']")
     return [c for c in cards if c.is_displayed()]
 
 
@@ -197,8 +205,8 @@ def test_cpu_demo_from_the_template_browser_runs_and_shows_previews_and_reports(
     cards = open_templates(page)
     next(c for c in cards if c.get_attribute("data-testid") == f"template-workflow-{DEMO}").click()
     WebDriverWait(page, 30).until(lambda d: d.execute_script(
-        "return !document.querySelector('.workflow-template-selector-dialog')"
-        " && app.graph.nodes.some(n => n.type === 'NuminaLayoutRefine')"))
+        "return !document.querySelector(arguments[0])"
+        " && app.graph.nodes.some(n => n.type === 'NuminaLayoutRefine')", TEMPLATE_DIALOG))
     types = page.execute_script("return app.graph.nodes.map(n => n.type)")
     for needed in ("NuminaAttentionCapture", *LAYOUT_NODES):
         assert needed in types, f"the loaded {DEMO} has no {needed}: {types}"
@@ -214,7 +222,7 @@ def test_cpu_demo_from_the_template_browser_runs_and_shows_previews_and_reports(
                 if (type === 'execution_start') window.__numina.prompt = e.detail.prompt_id;
                 else window.__numina.ended = {type, detail: e.detail};
             });""")
-    run = page.find_element(By.CSS_SELECTOR, "[data-testid='queue-button'] button")
+    run = page.find_element(By.CSS_SELECTOR, RUN_BUTTON)
     assert run.text.strip() in ("Run", "Queue"), run.text
     run.click()
     WebDriverWait(page, 120, poll_frequency=0.25).until(lambda d: d.execute_script("return window.__numina.ended"))
