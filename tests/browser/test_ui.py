@@ -268,7 +268,8 @@ def test_cpu_demo_from_the_template_browser_runs_and_shows_previews_and_reports(
         assert f"filename={served['filename']}" in preview["src"] and "type=temp" in preview["src"], (preview, served)
         assert node["canvas_imgs"] and node["canvas_imgs"][0] == preview["src"], node
         say(pytestconfig, f"{label}: preview {preview['natural'][0]}x{preview['natural'][1]} px, {preview['frames']} frames, "
-              f"drawn at {preview['width']:.0f}x{preview['height']:.0f} px on screen; text {node['text']!r}")
+              f"drawn at {preview['width']:.0f}x{preview['height']:.0f} px on screen (zoom {node['scale']:.2f}: "
+              f"{preview['height'] / node['scale']:.0f} px tall at 100 %); text {node['text']!r}")
 
     RUN["previews"] = {f"{n['type']} #{n['id']}": n["preview"]["height"] / n["scale"]
                        for n in shown if n["type"] in LAYOUT_NODES}
