@@ -32,6 +32,7 @@ import torch
 from ..numina_ops import capture as capture_ops
 from ..numina_ops import modulation
 from ..numina_ops.records import Layout, NuminaInputError, TokenGrid
+from .preview import show_on_node
 from .progress import comfy_progress
 
 WRAPPER_KEY = "numina"
@@ -524,7 +525,8 @@ class GuideSession(_Session):
             log.warning("NUMINA guide: %d attention calls could not be classified (the video has as many tokens"
                         " as a context and the calling module could not be seen); they were left unbiased.",
                         counts.unknown_calls)
-        _show_on_node(self.node_id, text)
+        if self.node_id is not None:
+            show_on_node(text, self.node_id)
 
 
 def _is_part_of(run: list[float], schedule: tuple[float, ...], tolerance: float = 1e-4) -> bool:
@@ -556,19 +558,6 @@ def _sampler_identity(sampler: Any) -> Optional[str]:
         return getattr(function, "__qualname__", None)
     except Exception:
         return None
-
-
-def _show_on_node(node_id: Optional[str], text: str) -> None:
-    """Text under the node in ComfyUI's UI, when a server runs."""
-    if node_id is None:
-        return
-    try:
-        from server import PromptServer
-        server = getattr(PromptServer, "instance", None)
-        if server is not None and hasattr(server, "send_progress_text"):
-            server.send_progress_text(text, node_id)
-    except Exception as error:   # a report must never fail the run
-        log.debug("NUMINA: could not show the report on node %s: %s", node_id, error)
 
 
 def session_of(model: Any) -> Optional[_Session]:

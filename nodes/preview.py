@@ -142,7 +142,7 @@ def report_ui(text: str) -> dict:
     the executing node's progress text, which the stock frontend draws under any node, and
     returned as the `text` ui output (ui.PreviewText's format), which the history keeps, API
     clients read and ComfyUI replays when the node's result comes from the cache."""
-    _show_on_node(text)
+    show_on_node(text)
     return {"text": [text]}
 
 
@@ -170,15 +170,18 @@ def layout_ui(preview: torch.Tensor, counts: str) -> dict:
     return {**shown, **report_ui(counts)}
 
 
-def _show_on_node(text: str) -> None:
-    """Text under the executing node in ComfyUI's UI, when a server runs (a report never fails the run)."""
+def show_on_node(text: str, node_id: Optional[str] = None) -> None:
+    """Text under a node in ComfyUI's UI (``node_id``, default the executing node), when a server
+    runs; a report never fails the run."""
     try:
-        from comfy_execution.utils import get_executing_context
         from server import PromptServer
 
-        context = get_executing_context()
+        if node_id is None:
+            from comfy_execution.utils import get_executing_context
+            context = get_executing_context()
+            node_id = None if context is None else context.node_id
         server = getattr(PromptServer, "instance", None)
-        if context is not None and server is not None and hasattr(server, "send_progress_text"):
-            server.send_progress_text(text, context.node_id)
+        if node_id is not None and server is not None and hasattr(server, "send_progress_text"):
+            server.send_progress_text(text, node_id)
     except Exception as error:
-        log.debug("NUMINA: could not show the text on the node: %s", error)
+        log.debug("NUMINA: could not show the text on node %s: %s", node_id, error)
