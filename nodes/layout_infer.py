@@ -7,7 +7,7 @@ from comfy_api.latest import io
 
 from ..numina_ops.layout import MODES, infer_layout
 from ..numina_ops.records import Capture, Layout, NuminaInputError
-from .preview import counts_text, layout_ui, render_layout
+from .preview import layout_node_output
 from .progress import comfy_progress
 from .records_io import CAPTURE, LAYOUT
 from .schema import search_aliases
@@ -16,15 +16,9 @@ from .schema import search_aliases
 def layout_from_capture(capture: Capture, mode: str) -> Layout:
     if not isinstance(capture, Capture):
         raise NuminaInputError("connect the 'capture' output of NuminaAttentionCapture to this input")
-    if not capture.nouns:
-        return Layout(grid=capture.grid, targets=capture.targets, nouns=(), step_index=capture.step_index,
-                      total_steps=capture.total_steps, model_family=capture.model_family,
-                      schedule=capture.schedule, modifier_positions=capture.modifier_positions)
-    layout = infer_layout(capture, mode=mode, progress=comfy_progress())
+    layout = infer_layout(capture, mode=mode, progress=comfy_progress())   # carries the capture's run fields
     maps = {n.noun: n.cross_attention for n in capture.nouns}
-    return dataclasses.replace(layout, model_family=capture.model_family, total_steps=capture.total_steps,
-                               step_index=capture.step_index,
-                               meta={**layout.meta, "cross_attention": maps, "mode": mode})
+    return dataclasses.replace(layout, meta={**layout.meta, "cross_attention": maps})
 
 
 class NuminaLayoutInfer(io.ComfyNode):
@@ -56,6 +50,4 @@ class NuminaLayoutInfer(io.ComfyNode):
 
     @classmethod
     def execute(cls, capture, mode) -> io.NodeOutput:
-        layout = layout_from_capture(capture, mode)
-        preview, counts = render_layout(layout, layout.meta.get("cross_attention")), counts_text(layout)
-        return io.NodeOutput(layout, preview, counts, ui=layout_ui(preview, counts))
+        return layout_node_output(layout_from_capture(capture, mode))

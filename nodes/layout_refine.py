@@ -7,7 +7,7 @@ from comfy_api.latest import io
 
 from ..numina_ops.records import Layout, NuminaInputError
 from ..numina_ops.refine import refine_layout
-from .preview import counts_text, layout_ui, render_layout
+from .preview import layout_node_output
 from .progress import comfy_progress
 from .records_io import LAYOUT
 from .schema import search_aliases
@@ -44,6 +44,4 @@ class NuminaLayoutRefine(io.ComfyNode):
 
     @classmethod
     def execute(cls, layout) -> io.NodeOutput:
-        result = refined(layout)
-        preview, counts = render_layout(result, result.meta.get("cross_attention")), counts_text(result)
-        return io.NodeOutput(result, preview, counts, ui=layout_ui(preview, counts))
+        return layout_node_output(refined(layout))

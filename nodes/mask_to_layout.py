@@ -7,7 +7,7 @@ from comfy_api.latest import io
 
 from ..numina_ops.layout_masks import apply_mask_edit, pixels_per_token
 from ..numina_ops.records import Layout, NuminaInputError
-from .preview import counts_text, layout_ui, render_layout
+from .preview import layout_node_output
 from .records_io import LAYOUT
 from .schema import search_aliases
 
@@ -53,5 +53,4 @@ class NuminaMaskToLayout(io.ComfyNode):
     @classmethod
     def execute(cls, layout, mask, noun) -> io.NodeOutput:
         result = edited(layout, mask, noun)
-        preview, counts = render_layout(result, result.meta.get("cross_attention")), counts_text(result)
-        return io.NodeOutput(result, preview, counts, ui=layout_ui(preview, counts))
+        return layout_node_output(result)

@@ -170,6 +170,15 @@ def layout_ui(preview: torch.Tensor, counts: str) -> dict:
     return {**shown, **report_ui(counts)}
 
 
+def layout_node_output(layout: Layout):
+    """What a layout node returns: the layout, its preview IMAGE and counts text, both also shown
+    on the node (NuminaLayoutInfer, NuminaLayoutRefine, NuminaMaskToLayout)."""
+    from comfy_api.latest import io
+
+    preview, counts = render_layout(layout, layout.meta.get("cross_attention")), counts_text(layout)
+    return io.NodeOutput(layout, preview, counts, ui=layout_ui(preview, counts))
+
+
 def show_on_node(text: str, node_id: Optional[str] = None) -> None:
     """Text under a node in ComfyUI's UI (``node_id``, default the executing node), when a server
     runs; a report never fails the run."""
