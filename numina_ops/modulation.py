@@ -434,7 +434,13 @@ def rebias_rows(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, p
     """Turn ``out``, the plain attention of these q rows, into the guided one, in place where the
     form allows: "sparse" and "fast" rewrite only the biased rows (every other row keeps the
     bits the attention backend produced), "dense" recomputes every row with the published mask.
-    Returns the guided output (``out`` itself for sparse and fast)."""
+    Returns the guided output (``out`` itself for sparse and fast).  What the attention patch calls."""
+    check_call(q, k, v, heads, plan)
+    return _rebias(q, k, v, heads, plan, delta, out, form, memory_budget)
+
+
+def _rebias(q, k, v, heads: int, plan: PreparedPlan, delta: float, out: torch.Tensor, form: str,
+            memory_budget: int, lse: Optional[torch.Tensor] = None) -> torch.Tensor:
     if form == "sparse":
         _masked_rows(q, k, v, heads, plan.rows, sparse_mask(q, k, heads, plan, delta), out, memory_budget)
         return out
@@ -442,7 +448,7 @@ def rebias_rows(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, p
     if form == "dense":
         out.copy_(_dense(q, k, v, heads, plan, values).to(out.dtype))
         return out
-    return _fast(q, k, v, heads, plan, values, out, None, memory_budget)
+    return _fast(q, k, v, heads, plan, values, out, lse, memory_budget)
 
 
 def guided_cross_attention(
@@ -454,7 +460,6 @@ def guided_cross_attention(
     delta: float,
     form: str = DEFAULT_FORM,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
-    plain_out: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Cross-attention of the cond rows with the plan's bias at strength ``delta``.
 
@@ -464,7 +469,6 @@ def guided_cross_attention(
     "fast" (exact decomposition for non-negative rows, exact recompute for the others); all three
     agree to float32 rounding.  NaN / inf in the inputs propagate as in plain attention.
     ``plan`` may be prepared already (:func:`prepare_plan`, once per run and device).
-    ``plain_out``: the unbiased output of these rows when the caller has it already.
     """
     if form not in FORMS:
         raise NuminaInputError(f"unknown form {form!r}; choose one of {FORMS}")
@@ -474,14 +478,5 @@ def guided_cross_attention(
         return plain_cross_attention(q, k, v, heads)
     if form == "dense":
         return _dense(q, k, v, heads, prepared, bias_values(q, k, heads, prepared, delta))
-    lse = None
-    if plain_out is not None:
-        out = plain_out.clone()
-    elif form == "fast":
-        out, lse = _plain_with_lse(q, k, v, heads)
-    else:
-        out = plain_cross_attention(q, k, v, heads)
-    if form == "sparse":
-        _masked_rows(q, k, v, heads, prepared.rows, sparse_mask(q, k, heads, prepared, delta), out, memory_budget)
-        return out
-    return _fast(q, k, v, heads, prepared, bias_values(q, k, heads, prepared, delta), out, lse, memory_budget)
+    out, lse = _plain_with_lse(q, k, v, heads) if form == "fast" else (plain_cross_attention(q, k, v, heads), None)
+    return _rebias(q, k, v, heads, prepared, delta, out, form, memory_budget, lse)
