@@ -45,7 +45,6 @@ move to the CPU.
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional, Sequence
 
