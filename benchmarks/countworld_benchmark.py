@@ -49,17 +49,34 @@ from countworld import counter, evaluate, world  # noqa: E402
 from countworld.prompts import heldout_prompts, tuning_prompts  # noqa: E402
 from countworld.settings import NUMINA_SETTINGS, reference_step_for  # noqa: E402
 
-METHODS = ("plain", "numina", "numina_published", "best_of_n")
+# Settings of the NUMINA methods, by node input.  "defaults" are the nodes' own defaults (what a user
+# who drops the nodes in gets, and what the shipped workflows use; tests/countworld checks that they
+# are); "published" is the paper's behaviour; "tuned" the settings chosen for the committed model on
+# its tuning prompts before the defaults could choose for themselves (countworld/settings.py).
+PRESETS: dict[str, dict[str, Any]] = {
+    "defaults": dict(mode="auto", reference_step=-1, block=-1, cross_attention_blocks="all", bias="calibrated",
+                     bias_form="auto", added_boost=0.0, bias_modifiers=False),
+    "published": dict(mode="faithful", reference_step=-1, block=-1, cross_attention_blocks="capture block",
+                      bias="published", bias_form="dense", added_boost=0.0, bias_modifiers=False),
+    "tuned": dict(mode=NUMINA_SETTINGS["mode"], reference_step=None, block=NUMINA_SETTINGS["block"],
+                  cross_attention_blocks="capture block", bias="published", bias_form="auto",
+                  added_boost=NUMINA_SETTINGS["added_boost"], bias_modifiers=NUMINA_SETTINGS["bias_modifiers"]),
+}
+# method -> preset; "numina" takes --numina overrides (tuning experiments)
+NUMINA_METHODS = {"numina": "defaults", "numina_published": "published", "numina_tuned": "tuned"}
+BEST_OF = (2, 3, 4)          # best-of-N with the counter as an oracle, N plain seeds
+SECOND_MODEL = "countworld_wan21_t2v_s1.safetensors"   # trained with another seed; chooses nothing
+METHODS = ("plain", "numina", "numina_published", "best_of_2", "best_of_3", "best_of_4", "numina_best_of_2")
 
 
-def numina_graph(prompt: str, seed: int, steps: int, cfg: float, mode: str, form: str,
-                 prefix: str, reference_step: int = -1, block: int = -1, added_boost: float = 0.0,
-                 bias_modifiers: bool = False) -> dict[str, Any]:
-    """API-format graph: the pack's four nodes between the loaders and an ordinary KSampler."""
+def numina_graph(prompt: str, seed: int, steps: int, cfg: float, prefix: str, settings: dict[str, Any],
+                 checkpoint: str = evaluate.CHECKPOINT) -> dict[str, Any]:
+    """API-format graph: Capture -> LayoutInfer -> LayoutRefine -> NuminaSampler (which finishes the
+    reference pass when the counts read are right, and runs the guided pass otherwise)."""
     sampling = {"seed": seed, "steps": steps, "cfg": cfg, "sampler_name": evaluate.DEFAULTS["sampler_name"],
                 "scheduler": evaluate.DEFAULTS["scheduler"]}
     return {
-        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": evaluate.CHECKPOINT, "weight_dtype": "default"}},
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": checkpoint, "weight_dtype": "default"}},
         "2": {"class_type": "ModelSamplingSD3", "inputs": {"model": ["1", 0], "shift": evaluate.DEFAULTS["shift"]}},
         "3": {"class_type": "NuminaTinyTextEncoderLoader", "inputs": {"text_encoder": evaluate.TEXT_ENCODER}},
         "4": {"class_type": "CLIPTextEncode", "inputs": {"text": prompt, "clip": ["3", 0]}},
@@ -70,23 +87,46 @@ def numina_graph(prompt: str, seed: int, steps: int, cfg: float, mode: str, form
         "7": {"class_type": "NuminaAttentionCapture",
               "inputs": {"model": ["2", 0], "clip": ["3", 0], "positive": ["4", 0], "negative": ["5", 0],
                          "latent": ["6", 0], **sampling, "prompt": prompt, "count_override": "",
-                         "reference_step": reference_step, "block": block}},
-        "8": {"class_type": "NuminaLayoutInfer", "inputs": {"capture": ["7", 0], "mode": mode}},
+                         "reference_step": settings["reference_step"], "block": settings["block"],
+                         "cross_attention_blocks": settings["cross_attention_blocks"]}},
+        "8": {"class_type": "NuminaLayoutInfer", "inputs": {"capture": ["7", 0], "mode": settings["mode"]}},
         "9": {"class_type": "NuminaLayoutRefine", "inputs": {"layout": ["8", 0]}},
-        "10": {"class_type": "NuminaCrossAttnGuide", "inputs": {"model": ["2", 0], "layout": ["9", 0], "bias_form": form,
-                                                           "added_boost": added_boost,
-                                                           "bias_modifiers": bool(bias_modifiers)}},
-        "11": {"class_type": "KSampler", "inputs": {"model": ["10", 0], **sampling, "positive": ["4", 0],
-                                                    "negative": ["5", 0], "latent_image": ["6", 0], "denoise": 1.0}},
-        "12": {"class_type": "SaveLatent", "inputs": {"samples": ["11", 0], "filename_prefix": prefix}},
+        "10": {"class_type": "NuminaSampler", "inputs": {"model": ["2", 0], "capture": ["7", 0], "layout": ["9", 0],
+                                                         "bias_form": settings["bias_form"], "bias": settings["bias"],
+                                                         "added_boost": settings["added_boost"],
+                                                         "bias_modifiers": bool(settings["bias_modifiers"])}},
+        "11": {"class_type": "SaveLatent", "inputs": {"samples": ["10", 0], "filename_prefix": prefix}},
     }
 
 
+class EvaluationCounter:
+    """Counts Wan forward calls in this process: the cost of a method in model evaluations (at CFG 1
+    one per step; the counter needs no cooperation from the method)."""
+
+    def __init__(self) -> None:
+        import comfy.ldm.wan.model as wan
+
+        self.calls = 0
+        original = wan.WanModel.forward
+
+        def counted(model, *args, **kwargs):
+            self.calls += 1
+            return original(model, *args, **kwargs)
+        wan.WanModel.forward = counted
+
+    def __enter__(self) -> "EvaluationCounter":
+        self.start = self.calls
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.used = self.calls - self.start
+
+
 class Runner:
-    def __init__(self, steps: int, cfg: float) -> None:
+    def __init__(self, steps: int, cfg: float, checkpoint: str) -> None:
         from numina_dev import comfy_runtime
 
-        self.pipeline = evaluate.ComfyPipeline()
+        self.pipeline = evaluate.ComfyPipeline(checkpoint=checkpoint)
         comfy_runtime.load_custom_nodes()
         import folder_paths
 
@@ -94,24 +134,22 @@ class Runner:
         self.folder_paths = folder_paths
         self.out_dir = tempfile.mkdtemp(prefix="numina_countworld_")
         folder_paths.set_output_directory(self.out_dir)
-        self.steps, self.cfg = steps, cfg
+        self.steps, self.cfg, self.checkpoint = steps, cfg, checkpoint
         self.layout_reads: list[dict[str, Any]] = []
+        self.evaluations = EvaluationCounter()
 
     def plain(self, prompt: str, seed: int) -> torch.Tensor:
         return self.pipeline.sample(prompt, seed, self.steps, self.cfg)
 
-    def numina(self, prompt: str, seed: int, mode: str, form: str, reference_step: int = -1,
-               block: int = -1, record: bool = False, added_boost: float = 0.0,
-               bias_modifiers: bool = False) -> torch.Tensor:
+    def numina(self, prompt: str, seed: int, settings: dict[str, Any], record: bool = False) -> torch.Tensor:
         import safetensors.torch
 
-        prefix = f"bench/{mode}_{form}_{seed}"
+        prefix = f"bench/numina_{seed}"
         executor, server = self.comfy_runtime.execute_graph(
-            numina_graph(prompt, seed, self.steps, self.cfg, mode, form, prefix, reference_step, block,
-                         added_boost, bias_modifiers))
+            numina_graph(prompt, seed, self.steps, self.cfg, prefix, settings, self.checkpoint))
         if not executor.success:
             raise RuntimeError(f"NUMINA graph failed for {prompt!r}: {self.comfy_runtime.execution_error(server)}")
-        saved = executor.history_result["outputs"]["12"]["latents"][0]
+        saved = executor.history_result["outputs"]["11"]["latents"][0]
         path = os.path.join(self.out_dir, saved["subfolder"], saved["filename"])
         latent = safetensors.torch.load_file(path)["latent_tensor"]
         os.remove(path)
@@ -127,17 +165,15 @@ class Runner:
         layout = outputs[0][0]
         self.layout_reads.append({"prompt": prompt, "seed": seed,
                                   "read": {n.noun: list(n.counts) for n in layout.nouns},
-                                  "target": {n.noun: n.target for n in layout.nouns}})
+                                  "target": {n.noun: n.target for n in layout.nouns},
+                                  "notes": {n.noun: list(n.notes) for n in layout.nouns}})
 
-    def best_of_n(self, prompt: str, seed: int, n: int) -> torch.Tensor:
-        """Plain samples of seeds seed, seed+1000, ... (n of them); the counter picks the best."""
-        best, best_score = None, -1.0
-        for i in range(n):
-            samples = self.plain(prompt, seed + 1000 * i)
-            score = evaluate.score_counts(prompt, seed, counter.count_samples(samples)[0]).score
-            if score > best_score:
-                best, best_score = samples, score
-        return best
+
+def best_of(candidates: list[tuple[torch.Tensor, int]], prompt: str, seed: int) -> tuple[torch.Tensor, int]:
+    """The candidate the counter scores best (an oracle: no user has the counter), and the summed
+    cost of drawing all of them."""
+    scores = [evaluate.score_counts(prompt, seed, counter.count_samples(s)[0]).score for s, _ in candidates]
+    return candidates[int(np.argmax(scores))][0], sum(c for _, c in candidates)
 
 
 def layout_read_accuracy(reads: list[dict[str, Any]], plain: dict[tuple[str, int], evaluate.VideoResult]) -> dict:
@@ -157,70 +193,121 @@ def layout_read_accuracy(reads: list[dict[str, Any]], plain: dict[tuple[str, int
     return {k: round(float(np.mean(v)), 3) for k, v in sorted(hits.items())}
 
 
-def plot(summaries: dict[str, dict], path: str) -> None:
+def plot(summaries: dict[str, dict], in_colour: dict[str, dict], path: str, title: str) -> None:
+    """Left: accuracy against cost in model evaluations per video; right: exact counts by target K."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
+    for name, s in summaries.items():
+        marker = "s" if name.startswith("numina") else ("o" if name == "plain" else "^")
+        left.scatter(s["evaluations_per_video"], s["count_accuracy"], marker=marker, s=50)
+        left.scatter(s["evaluations_per_video"], in_colour[name]["count_accuracy"], marker=marker, s=25,
+                     facecolors="none", edgecolors="grey")
+        left.annotate(name + (" (oracle)" if "best_of" in name else ""), (s["evaluations_per_video"], s["count_accuracy"]),
+                      fontsize=7, xytext=(4, 4), textcoords="offset points")
+    left.set_xlabel("model evaluations per video")
+    left.set_ylabel("count accuracy (filled: published metric, open: in the asked colour)")
+    left.set_title("accuracy against cost", fontsize=10)
     counts = sorted({int(k) for s in summaries.values() for k in s["exact_by_target_count"]})
-    width = 0.8 / len(summaries)
-    for i, (name, s) in enumerate(summaries.items()):
+    shown = [m for m in summaries if m in ("plain", "numina", "numina_published", "best_of_2")]
+    width = 0.8 / max(len(shown), 1)
+    for i, name in enumerate(shown):
+        s = summaries[name]
         values = [s["exact_by_target_count"].get(k, s["exact_by_target_count"].get(str(k), 0.0)) for k in counts]
-        ax.bar([c + (i - (len(summaries) - 1) / 2) * width for c in counts], values, width,
-               label=f"{name} ({s['count_accuracy']:.2f})")
-    ax.set_xlabel("target count")
-    ax.set_ylabel("exact-count rate (noun-frames)")
-    ax.set_xticks(counts)
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=8)
-    ax.set_title("CountWorld held-out prompts: exact counts by target count")
+        right.bar([c + (i - (len(shown) - 1) / 2) * width for c in counts], values, width,
+                  label=f"{name} ({s['count_accuracy']:.2f})")
+    right.set_xlabel("target count")
+    right.set_ylabel("exact-count rate (noun-frames)")
+    right.set_xticks(counts)
+    right.set_ylim(0, 1)
+    right.legend(fontsize=8)
+    right.set_title("exact counts by target count", fontsize=10)
+    fig.suptitle(f"CountWorld: {title}", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
 
+def method_settings(args: argparse.Namespace, method: str) -> dict[str, Any]:
+    """The node inputs of a NUMINA method: its preset, and for "numina" the --numina overrides."""
+    settings = dict(PRESETS[NUMINA_METHODS[method]])
+    if settings["reference_step"] is None:
+        settings["reference_step"] = reference_step_for(args.steps)
+    if method == "numina":
+        settings.update({k: v for k, v in args.numina_overrides.items() if k in PRESETS["defaults"]})
+    return settings
+
+
 def run_share(args: argparse.Namespace, methods: list[str], prompts: list[str]) -> dict[str, Any]:
-    """Every method on every (prompt, seed) of this share, in one process: the methods of one video
-    run back to back, so best-of-N's budget is numina's time measured under the same load."""
+    """Every method on every (prompt, seed) of this share, in one process.  Best-of-N draws plain
+    seeds seed, seed + 1000, ... (the first is the plain run); NUMINA inside best-of-2 adds a NUMINA
+    run from seed + 1000 to the "numina" run.  Each result carries its cost in model evaluations."""
     seeds = list(range(args.seeds))
-    runner = Runner(args.steps, args.cfg)
+    runner = Runner(args.steps, args.cfg, args.checkpoint)
+    if "calibrated_gain" in args.numina_overrides:     # tuning experiments: every NUMINA method of this run
+        runner.comfy_runtime.pack_module("NuminaCrossAttnGuide").modulation.CALIBRATED_GAIN = \
+            args.numina_overrides["calibrated_gain"]
     results: dict[str, list[evaluate.VideoResult]] = {m: [] for m in methods}
     in_colour: dict[str, list[evaluate.VideoResult]] = {m: [] for m in methods}
-    drawn: list[int] = []
+    draws_needed = max([int(m[len("best_of_"):]) for m in methods if m.startswith("best_of_")] + [1])
+    ran = ["plain"] + [m for m in NUMINA_METHODS if m in methods or (m == "numina" and "numina_best_of_2" in methods)]
+
+    def timed(fn) -> tuple[torch.Tensor, int, float]:
+        t0 = time.time()
+        with runner.evaluations as used:
+            samples = fn()
+        return samples, used.used, time.time() - t0
+
     for i, prompt in enumerate(prompts):
+        colours = {t.noun: t.colour for t in world.parse_prompt(prompt)}
         for seed in seeds:
-            times: dict[str, float] = {}
-            for method in methods:
-                t0 = time.time()
+            made: dict[str, tuple[torch.Tensor, int, float]] = {}
+            for method in ran:
                 if method == "plain":
-                    samples = runner.plain(prompt, seed)
-                elif method == "numina":
-                    samples = runner.numina(prompt, seed, args.mode, "auto", args.reference_step, args.block,
-                                            record=True, added_boost=args.added_boost,
-                                            bias_modifiers=args.bias_modifiers)
-                elif method == "numina_published":
-                    samples = runner.numina(prompt, seed, "faithful", "dense")
-                elif method.startswith("best_of_") and method[len("best_of_"):].isdigit():
-                    fixed = int(method[len("best_of_"):])        # a fixed N, whatever it costs
-                    samples = runner.best_of_n(prompt, seed, fixed)
-                else:                                            # as many as fit in numina's time
-                    budget = times.get("numina", 2.0 * times.get("plain", 1.0))
-                    n = max(1, int(budget // max(times.get("plain", budget), 1e-6)))
-                    samples = runner.best_of_n(prompt, seed, n)
-                    drawn.append(n)
-                times[method] = time.time() - t0
+                    made[method] = timed(lambda: runner.plain(prompt, seed))
+                else:
+                    made[method] = timed(lambda: runner.numina(prompt, seed, method_settings(args, method),
+                                                              record=method == "numina"))
+            draws = [made["plain"]] + [timed(lambda: runner.plain(prompt, seed + 1000 * d)) for d in range(1, draws_needed)]
+            for method in methods:
+                if method.startswith("best_of_"):
+                    n = int(method[len("best_of_"):])
+                    samples, cost = best_of([(s, c) for s, c, _ in draws[:n]], prompt, seed)
+                    seconds = sum(t for _, _, t in draws[:n])
+                elif method == "numina_best_of_2":
+                    second = timed(lambda: runner.numina(prompt, seed + 1000, method_settings(args, "numina")))
+                    samples, cost = best_of([made["numina"][:2], second[:2]], prompt, seed)
+                    seconds = made["numina"][2] + second[2]
+                else:
+                    samples, cost, seconds = made[method]
                 normalised = counter.to_model_space(samples)[0]
                 results[method].append(evaluate.score_counts(prompt, seed, counter.count_latent(normalised),
-                                                              times[method]))
-                colours = {t.noun: t.colour for t in world.parse_prompt(prompt)}
+                                                              seconds, cost))
                 strict = counter.count_latent_in_colour(normalised, colours)
-                in_colour[method].append(evaluate.score_counts(prompt, seed, strict, times[method]))
+                in_colour[method].append(evaluate.score_counts(prompt, seed, strict, seconds, cost))
         line = " | ".join(f"{m} {np.mean([r.score for r in results[m][-len(seeds):]]):.2f}" for m in methods)
         print(f"[{i + 1}/{len(prompts)}] {prompt!r}: {line}", flush=True)
     return {"videos": {m: [asdict(r) for r in rs] for m, rs in results.items()},
             "videos_in_colour": {m: [asdict(r) for r in rs] for m, rs in in_colour.items()},
-            "layout_reads": runner.layout_reads, "best_of_n_n": drawn}
+            "layout_reads": runner.layout_reads}
+
+
+def bootstrap_gain(method: list[evaluate.VideoResult], baseline: list[evaluate.VideoResult],
+                   resamples: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Mean gain of `method` over `baseline` in the published metric (per prompt: mean over seeds),
+    with a 95 % percentile interval from resampling prompts (the same videos paired)."""
+    by_prompt: dict[str, list[float]] = defaultdict(list)
+    for a, b in zip(method, baseline):
+        if (a.prompt, a.seed) != (b.prompt, b.seed):
+            raise ValueError("bootstrap_gain needs the two methods' videos in the same order")
+        by_prompt[a.prompt].append(a.score - b.score)
+    gains = np.array([np.mean(v) for v in by_prompt.values()])
+    rng = np.random.default_rng(seed)
+    means = gains[rng.integers(0, len(gains), size=(resamples, len(gains)))].mean(axis=1)
+    return {"gain": round(float(gains.mean()), 4), "low": round(float(np.percentile(means, 2.5)), 4),
+            "high": round(float(np.percentile(means, 97.5)), 4), "prompts": int(len(gains))}
 
 
 def run_workers(args: argparse.Namespace, jobs: int) -> list[dict[str, Any]]:
@@ -245,6 +332,21 @@ def run_workers(args: argparse.Namespace, jobs: int) -> list[dict[str, Any]]:
     return parts
 
 
+def parse_overrides(text: str) -> dict[str, Any]:
+    """"bias=published,added_boost=15" -> node inputs of the "numina" method (types from the presets)."""
+    out: dict[str, Any] = {}
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        key, _, value = item.partition("=")
+        if key == "calibrated_gain":          # a constant of the calibrated rule, not a node input
+            out[key] = float(value)
+            continue
+        if key not in PRESETS["defaults"]:
+            raise SystemExit(f"--numina: unknown setting {key!r}; known: {sorted(PRESETS['defaults'])}")
+        kind = type(PRESETS["defaults"][key])
+        out[key] = (value.lower() in ("1", "true", "yes")) if kind is bool else kind(value)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--set", choices=("heldout", "tuning"), default="heldout")
@@ -254,19 +356,13 @@ def main() -> None:
     # CFG 1 chosen on the tuning prompts (plain accuracy 0.410 at CFG 1, 0.358 at 1.5; see
     # countworld/evaluate.py); the held-out prompts were not used.
     parser.add_argument("--cfg", type=float, default=1.0)
+    parser.add_argument("--checkpoint", default=evaluate.CHECKPOINT,
+                        help="CountWorld model in countworld/checkpoints (the second, held-out model: "
+                             f"{SECOND_MODEL})")
     parser.add_argument("--methods", default=",".join(METHODS),
-                        help=f"comma-separated, from {METHODS} or best_of_K (a fixed K seeds, whatever the time)")
-    # This pack's settings for this model, chosen on the tuning prompts (countworld/settings.py);
-    # numina_published always uses the published ones.
-    parser.add_argument("--mode", default=NUMINA_SETTINGS["mode"], help="readout of the 'numina' method")
-    parser.add_argument("--reference-step", type=int, default=None,
-                        help="capture step of 'numina' (-1: published; default: the tuned step 12 of 25, "
-                             "scaled to --steps)")
-    parser.add_argument("--block", type=int, default=NUMINA_SETTINGS["block"], help="capture block of 'numina' (-1: published)")
-    parser.add_argument("--added-boost", type=float, default=NUMINA_SETTINGS["added_boost"],
-                        help="guide's added_boost of 'numina' (0: published)")
-    parser.add_argument("--bias-modifiers", type=int, default=int(NUMINA_SETTINGS.get("bias_modifiers", False)),
-                        help="guide's bias_modifiers of 'numina' (0: published, 1: also the noun's adjectives)")
+                        help=f"comma-separated, from {METHODS}, numina_tuned or best_of_K")
+    parser.add_argument("--numina", default="", help="overrides of the 'numina' method's node inputs, e.g. "
+                                                     "'bias=published,added_boost=15' (tuning experiments)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     parser.add_argument("--jobs", type=int, default=1,
                         help="worker processes, each running every jobs-th prompt (use one per core)")
@@ -274,11 +370,14 @@ def main() -> None:
     parser.add_argument("--json", default="")
     parser.add_argument("--plot", default="")
     args = parser.parse_args()
+    args.numina_overrides = parse_overrides(args.numina)
 
     torch.set_num_threads(args.threads)
-    if args.reference_step is None:
-        args.reference_step = reference_step_for(args.steps)
     methods = [m for m in args.methods.split(",") if m]
+    unknown = [m for m in methods if m not in METHODS and m not in NUMINA_METHODS
+               and not (m.startswith("best_of_") and m[len("best_of_"):].isdigit())]
+    if unknown:
+        raise SystemExit(f"unknown method(s) {unknown}")
     prompts = heldout_prompts() if args.set == "heldout" else tuning_prompts()
     if args.limit:
         prompts = prompts[: args.limit]
@@ -304,39 +403,41 @@ def main() -> None:
 
     results, in_colour = gather("videos"), gather("videos_in_colour")
     layout_reads = [r for part in parts for r in part["layout_reads"]]
-    drawn = [n for part in parts for n in part["best_of_n_n"]]
     summaries = {m: evaluate.summarise(results[m]) for m in methods}
     summaries_in_colour = {m: evaluate.summarise(in_colour[m]) for m in methods}
+    gains = {m: {"published_metric": bootstrap_gain(results[m], results["plain"]),
+                 "in_colour": bootstrap_gain(in_colour[m], in_colour["plain"])}
+             for m in methods if m != "plain" and "plain" in methods}
     plain_index = {(r.prompt, r.seed): r for r in results.get("plain", [])}
     report = {
         "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
-        "set": args.set, "prompts": len(prompts), "seeds": args.seeds, "steps": args.steps, "cfg": args.cfg,
-        "jobs": args.jobs, "threads": args.threads,
-        "numina_settings": {"mode": args.mode, "reference_step": args.reference_step, "block": args.block,
-                            "added_boost": args.added_boost, "bias_modifiers": bool(args.bias_modifiers)},
+        "checkpoint": args.checkpoint, "set": args.set, "prompts": len(prompts), "seeds": args.seeds,
+        "steps": args.steps, "cfg": args.cfg, "jobs": args.jobs, "threads": args.threads,
+        "method_settings": {m: method_settings(args, m) for m in methods if m in NUMINA_METHODS},
+        "overrides": args.numina_overrides,
         "minutes": round((time.time() - started) / 60, 1), "summaries": summaries,
         # the same videos counted only in the asked colour (counter.count_latent_in_colour): added
         # instances drawn as off-colour or speckled blobs do not count here
         "summaries_in_colour": summaries_in_colour,
-        "best_of_n_mean_n": float(np.mean(drawn)) if drawn else None,
+        "gain_over_plain": gains,
         "layout_read_accuracy_by_target": layout_read_accuracy(layout_reads, plain_index),
         "layout_reads": layout_reads,
         "videos": {m: [asdict(r) for r in rs] for m, rs in results.items()},
         "videos_in_colour": {m: [asdict(r) for r in rs] for m, rs in in_colour.items()},
     }
-    print(f"\nCountWorld benchmark, {report['date']}, {report['machine']}: {len(prompts)} {args.set} prompts x "
-          f"{args.seeds} seeds, {args.steps} steps, CFG {args.cfg}, {report['minutes']} min")
+    print(f"\nCountWorld benchmark, {report['date']}, {report['machine']}: {args.checkpoint}, {len(prompts)} "
+          f"{args.set} prompts x {args.seeds} seeds, {args.steps} steps, CFG {args.cfg}, {report['minutes']} min")
     counts = sorted({k for s in summaries.values() for k in s["exact_by_target_count"]})
-    print(f"{'method':11s} {'accuracy':>8s} {'temporal':>8s} {'s/video':>8s}  " + " ".join(f"K={k:<3d}" for k in counts))
+    print(f"{'method':17s} {'accuracy':>8s} {'in colour':>9s} {'evals':>6s} {'s/video':>8s}  "
+          + " ".join(f"K={k:<3d}" for k in counts))
     for m, s in summaries.items():
-        print(f"{m:11s} {s['count_accuracy']:8.3f} {s['temporal_consistency']:8.3f} {s['seconds_per_video']:8.2f}  "
+        print(f"{m:17s} {s['count_accuracy']:8.3f} {summaries_in_colour[m]['count_accuracy']:9.3f} "
+              f"{s['evaluations_per_video']:6.1f} {s['seconds_per_video']:8.2f}  "
               + " ".join(f"{s['exact_by_target_count'].get(k, float('nan')):5.2f}" for k in counts))
-    print("counting only objects of the asked colour:")
-    for m, s in summaries_in_colour.items():
-        print(f"{m:11s} {s['count_accuracy']:8.3f} {s['temporal_consistency']:8.3f} {'':8s}  "
-              + " ".join(f"{s['exact_by_target_count'].get(k, float('nan')):5.2f}" for k in counts))
-    if report["best_of_n_mean_n"]:
-        print(f"best_of_n drew {report['best_of_n_mean_n']:.2f} seeds per video on average (same wall time as numina)")
+    for m, g in gains.items():
+        a, b = g["published_metric"], g["in_colour"]
+        print(f"{m:17s} gain over plain {a['gain']:+.3f} [{a['low']:+.3f}, {a['high']:+.3f}], "
+              f"in colour {b['gain']:+.3f} [{b['low']:+.3f}, {b['high']:+.3f}] (95 % bootstrap over prompts)")
     print(f"layout read at the reference step == counter on the plain run's frame, by target count: "
           f"{report['layout_read_accuracy_by_target']}")
     if args.json:
@@ -345,7 +446,7 @@ def main() -> None:
             json.dump(report, f, indent=1)
     if args.plot:
         os.makedirs(os.path.dirname(os.path.abspath(args.plot)), exist_ok=True)
-        plot(summaries, args.plot)
+        plot(summaries, summaries_in_colour, args.plot, f"{args.checkpoint}, {args.set} prompts")
         print(f"plot: {args.plot}")
 
 

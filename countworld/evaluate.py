@@ -93,6 +93,7 @@ class VideoResult:
     targets: tuple[tuple[str, int], ...]          # (noun, requested count)
     counts: dict[str, list[int]]                  # noun -> count per latent frame
     seconds: float
+    evaluations: int = 0                          # model evaluations (Wan forward calls) it cost; 0: not counted
 
     @property
     def frame_scores(self) -> list[float]:
@@ -113,11 +114,13 @@ class VideoResult:
         return float(np.mean(values))
 
 
-def score_counts(prompt: str, seed: int, counts: dict[str, np.ndarray], seconds: float = 0.0) -> VideoResult:
+def score_counts(prompt: str, seed: int, counts: dict[str, np.ndarray], seconds: float = 0.0,
+                 evaluations: int = 0) -> VideoResult:
     targets = tuple((t.noun, t.count) for t in world.parse_prompt(prompt))
     if not targets:
         raise ValueError(f"prompt {prompt!r} names no CountWorld target (e.g. 'three red circles')")
-    return VideoResult(prompt, seed, targets, {n: [int(c) for c in v] for n, v in counts.items()}, seconds)
+    return VideoResult(prompt, seed, targets, {n: [int(c) for c in v] for n, v in counts.items()}, seconds,
+                       int(evaluations))
 
 
 def summarise(results: Sequence[VideoResult]) -> dict[str, Any]:
@@ -143,6 +146,7 @@ def summarise(results: Sequence[VideoResult]) -> dict[str, Any]:
         "accuracy_by_nouns_per_prompt": {k: round(float(np.mean(v)), 4) for k, v in sorted(by_nouns.items())},
         "temporal_consistency": float(np.mean([r.temporal_consistency() for r in results])),
         "seconds_per_video": float(np.mean([r.seconds for r in results])),
+        "evaluations_per_video": float(np.mean([r.evaluations for r in results])),
     }
 
 

@@ -19,6 +19,7 @@ from .schema import search_aliases
 PUBLISHED_STEP, PUBLISHED_STEPS = 20, 50
 PUBLISHED_BLOCK, PUBLISHED_BLOCKS = 15, 30
 DEFAULT_MEMORY_MB = capture_ops.DEFAULT_MEMORY_BUDGET // 2**20
+CROSS_BLOCK_OPTIONS = ["all", "capture block"]
 
 
 def default_reference_step(steps: int) -> int:
@@ -94,6 +95,10 @@ class NuminaAttentionCapture(io.ComfyNode):
                              tooltip="0-based step whose attention is read; -1 = the published step 20 of 50 scaled to your steps."),
                 io.Int.Input("block", default=-1, min=-1, max=99,
                              tooltip="0-based transformer block read; -1 = the published block 15 of 30 scaled to the model's depth."),
+                io.Combo.Input("cross_attention_blocks", options=CROSS_BLOCK_OPTIONS, default="all", optional=True,
+                               tooltip="all: the nouns' cross-attention is the mean over every block at the reference "
+                                       "step (reads counts better than any one block on the models measured); "
+                                       "capture block: only the block above (published)."),
                 io.Int.Input("memory_budget_mb", default=DEFAULT_MEMORY_MB, min=16, max=65536, optional=True,
                              tooltip="Device memory for the capture's attention maps (one chunk of frame x head "
                                      "maps at a time). Lower it if the capture runs out of GPU memory."),
@@ -133,7 +138,7 @@ class NuminaAttentionCapture(io.ComfyNode):
     @classmethod
     def execute(cls, model, clip, positive, negative, latent, seed, steps, cfg, sampler_name, scheduler,
                 prompt, count_override, reference_step, block,
-                memory_budget_mb: int = DEFAULT_MEMORY_MB) -> io.NodeOutput:
+                memory_budget_mb: int = DEFAULT_MEMORY_MB, cross_attention_blocks: str = "all") -> io.NodeOutput:
         info = attention_patch.wan_info(model)
         grid = info.grid_for(sampling.prepare_latent(model, latent))
         settings = SamplingSettings(seed=int(seed), steps=int(steps), cfg=float(cfg), sampler_name=sampler_name,
@@ -156,8 +161,11 @@ class NuminaAttentionCapture(io.ComfyNode):
         positions = noun_token_positions(targets, pieces)
         check_prompt_matches(clip, prompt, positive)
 
+        if cross_attention_blocks not in CROSS_BLOCK_OPTIONS:
+            raise NuminaInputError(f"cross_attention_blocks must be one of {CROSS_BLOCK_OPTIONS}, got {cross_attention_blocks!r}")
+        cross_blocks = tuple(range(info.blocks)) if cross_attention_blocks == "all" else (block_index,)
         session = attention_patch.CaptureSession(info, grid, block_index, step, positions,
-                                                 memory_budget=int(memory_budget_mb) * 2**20)
+                                                 memory_budget=int(memory_budget_mb) * 2**20, cross_blocks=cross_blocks)
         patched = attention_patch.install(model, session)
         state, reference = sampling.reference_pass(patched, settings, positive, negative, latent, step)
         if not session.complete:
@@ -168,10 +176,11 @@ class NuminaAttentionCapture(io.ComfyNode):
             session.reading, session.cross_maps, targets, positions, step_index=step, total_steps=steps,
             block_index=block_index, total_blocks=info.blocks, model_family=info.family,
             schedule=sampling.sigmas_of(patched, settings),
-            modifier_positions=modifier_token_positions(targets, pieces), reference=state)
+            modifier_positions=modifier_token_positions(targets, pieces), reference=state, cross_blocks=cross_blocks)
         wanted = ", ".join(f"{t.count} x {t.noun}" for t in targets.items)
-        report = f"NUMINA capture: {wanted}; read block {block_index}/{info.blocks} at step {step}/{steps} " \
-                 f"on a {grid.frames}x{grid.height}x{grid.width} token grid"
+        crossed = "every block" if len(cross_blocks) > 1 else "the same block"
+        report = f"NUMINA capture: {wanted}; read self-attention in block {block_index}/{info.blocks} and " \
+                 f"cross-attention in {crossed} at step {step}/{steps} on a {grid.frames}x{grid.height}x{grid.width} token grid"
         if targets.notes:
             report += "\nnotes: " + "; ".join(targets.notes)
         return io.NodeOutput(capture, reference, report, ui=report_ui(report))

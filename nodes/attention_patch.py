@@ -370,36 +370,45 @@ class _Session:
 
 
 class CaptureSession(_Session):
-    """Reads one block at one step of the reference pass (the first cond row); changes nothing."""
+    """Reads one step of the reference pass (the first cond row); changes nothing: self-attention
+    in `block`, the nouns' cross-attention in each of `cross_blocks` (averaged)."""
 
     def __init__(self, info: WanInfo, grid: TokenGrid, block: int, step: int,
-                 noun_positions: dict[str, tuple[int, ...]], memory_budget: int = capture_ops.DEFAULT_MEMORY_BUDGET) -> None:
+                 noun_positions: dict[str, tuple[int, ...]], memory_budget: int = capture_ops.DEFAULT_MEMORY_BUDGET,
+                 cross_blocks: Optional[tuple[int, ...]] = None) -> None:
         super().__init__(info, grid)
         self.block, self.step = block, step
+        self.cross_blocks = (block,) if cross_blocks is None else tuple(sorted(set(cross_blocks)))
         self.noun_positions = noun_positions
         self.memory_budget = memory_budget
         self.reading: Optional[capture_ops.SelfAttentionReading] = None
         self.cross_maps: Optional[dict[str, torch.Tensor]] = None
+        self._cross_read: dict[int, dict[str, torch.Tensor]] = {}
 
     @property
     def complete(self) -> bool:
         return self.reading is not None and self.cross_maps is not None
 
     def attend(self, kind, q, k, v, heads, block, forward, plain):
-        if (block != self.block or forward.step != self.step or kind not in (SELF, TEXT)
-                or not forward.cond or self.complete):
+        if forward.step != self.step or kind not in (SELF, TEXT) or not forward.cond or self.complete:
+            return plain()
+        wanted_self = kind == SELF and block == self.block and self.reading is None
+        wanted_cross = kind == TEXT and block in self.cross_blocks and block not in self._cross_read
+        if not (wanted_self or wanted_cross):
             return plain()
         self.grid.check_tokens(forward.grid.tokens)
         row = forward.cond[0].start
         video = forward.video_rows
-        if kind == SELF and self.reading is None:
+        if wanted_self:
             self.reading = self._read(lambda budget: capture_ops.read_self_attention(
                 q[row, video], k[row, video], heads, self.grid, budget, progress=comfy_progress()),
                 "self", block, forward)
-        elif kind == TEXT and self.cross_maps is None:
-            self.cross_maps = self._read(lambda budget: capture_ops.read_cross_attention(
+        else:
+            self._cross_read[block] = self._read(lambda budget: capture_ops.read_cross_attention(
                 q[row, video], k[row], heads, self.grid, self.noun_positions, budget, progress=comfy_progress()),
                 "cross", block, forward)
+            if len(self._cross_read) == len(self.cross_blocks):
+                self.cross_maps = capture_ops.mean_maps(list(self._cross_read.values()))
         return plain()
 
     def _read(self, read: Callable[[int], Any], kind: str, block: int, forward: ForwardContext) -> Any:
@@ -431,11 +440,11 @@ class GuideSession(_Session):
     """Adds the layout's bias to the text cross-attention logits of the cond rows."""
 
     def __init__(self, info: WanInfo, layout: Layout, form: str, added_boost: float = 0.0,
-                 with_modifiers: bool = False, node_id: Optional[str] = None) -> None:
+                 with_modifiers: bool = False, node_id: Optional[str] = None, rule: str = "calibrated") -> None:
         super().__init__(info, layout.grid)
         self.layout = layout
         modifiers = dict(layout.modifier_positions) if with_modifiers else None
-        self.plan = modulation.build_bias_plan(layout, added_boost, modifiers)
+        self.plan = modulation.build_bias_plan(layout, added_boost, modifiers, rule)
         self.form = form
         self.node_id = node_id
         self._prepared: dict[torch.device, modulation.PreparedPlan] = {}
@@ -512,7 +521,7 @@ class GuideSession(_Session):
     def finish_run(self, counts: RunCounts) -> None:
         if counts.biased_calls:
             text = (f"NUMINA guide: biased {counts.biased_calls} of {counts.text_calls} text cross-attention calls"
-                    f" in {counts.forwards} model evaluations ({self.form} form).")
+                    f" in {counts.forwards} model evaluations ({self.plan.rule} bias, {self.form} form).")
             log.info(text)
         else:
             text = (f"NUMINA guide: WARNING: sampling finished but no cross-attention call was biased"

@@ -34,6 +34,12 @@ class NuminaCrossAttnGuide(io.ComfyNode):
                                        "to plain attention on CPU and GPU (see README); dense: the published "
                                        "dense-mask form (on CUDA its mask moves every row off the flash kernel); "
                                        "fast: an exact decomposition that touches only biased rows."),
+                io.Combo.Input("bias", options=list(modulation.RULES), default="calibrated", optional=True,
+                               tooltip="calibrated: each edited pixel's bias is computed from the model's own attention "
+                                       "at every step (added pixels get the noun's attention share of the frame's "
+                                       "existing instances, removed ones the background's), the same setting for every "
+                                       "model; published: the paper's fixed offsets (-10 on removed, +0.8 on empty "
+                                       "frames, matched logits), weak on models whose noun attention is small."),
                 io.Float.Input("added_boost", default=0.0, min=0.0, max=50.0, step=0.5, optional=True,
                                tooltip="0 = published. Minimum logit boost (times the schedule's strength) for added "
                                        "instances: raise it when added instances do not appear, as on small models whose "
@@ -48,17 +54,18 @@ class NuminaCrossAttnGuide(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, layout, bias_form, added_boost: float = 0.0, bias_modifiers: bool = False) -> io.NodeOutput:
+    def execute(cls, model, layout, bias_form, added_boost: float = 0.0, bias_modifiers: bool = False,
+                bias: str = "calibrated") -> io.NodeOutput:
         node_id = getattr(getattr(cls, "hidden", None), "unique_id", None)
         guided, session, report = guide(model, layout, bias_form, added_boost, bias_modifiers,
-                                        None if node_id is None else str(node_id))
+                                        None if node_id is None else str(node_id), rule=bias)
         if session is not None:
             report += " After sampling, the log (and this node, in the UI) says how many cross-attention calls were biased."
         return io.NodeOutput(guided, report, ui=report_ui(report))
 
 
 def guide(model, layout, bias_form: str, added_boost: float = 0.0, bias_modifiers: bool = False,
-          node_id: Optional[str] = None) -> tuple[Any, Optional[attention_patch.GuideSession], str]:
+          node_id: Optional[str] = None, rule: str = "calibrated") -> tuple[Any, Optional[attention_patch.GuideSession], str]:
     """(MODEL to sample, its guide session or None when nothing needs guidance, report)."""
     info = attention_patch.wan_info(model)
     if not isinstance(layout, Layout):
@@ -77,9 +84,10 @@ def guide(model, layout, bias_form: str, added_boost: float = 0.0, bias_modifier
                if unfixable else "every frame already shows the target count")
         return model, None, f"NUMINA guide: {why}, no change needed: the result equals the plain run."
     form = modulation.DEFAULT_FORM if bias_form == "auto" else bias_form
-    session = attention_patch.GuideSession(info, layout, form, added_boost, bias_modifiers, node_id=node_id)
+    session = attention_patch.GuideSession(info, layout, form, added_boost, bias_modifiers, node_id=node_id,
+                                           rule=rule)
     session.prepared(model.load_device)     # the plan's index tensors, built before sampling starts
     edited = ", ".join(n.noun for n in layout.nouns)
     return (attention_patch.install(model, session), session,
-            f"NUMINA guide: biasing {edited} with the {form} form on "
+            f"NUMINA guide: biasing {edited} ({rule} bias, {form} form) on "
             f"{layout.grid.frames}x{layout.grid.height}x{layout.grid.width} tokens.")

@@ -33,11 +33,13 @@ class NuminaLayoutInfer(io.ComfyNode):
                         "layout on the node, animated over the latent frames, and the counts.",
             inputs=[
                 CAPTURE.Input("capture", tooltip="From NuminaAttentionCapture."),
-                io.Combo.Input("mode", options=list(MODES), default="default",
-                               tooltip="default: this pack's readout (exact on far more scenes); faithful: the "
-                                       "published mean-shift readout, for comparison; cross: the noun's "
-                                       "cross-attention alone, for models whose self-attention does not "
-                                       "separate objects (default then finds nothing: check the preview)."),
+                io.Combo.Input("mode", options=list(MODES), default="auto",
+                               tooltip="auto: per noun, 'default' where self-attention finds the noun's objects in "
+                                       "every frame where its cross-attention does, else 'cross' (the counts text "
+                                       "says which); default: this pack's self-attention readout (exact on far more "
+                                       "scenes); faithful: the published mean-shift readout; cross: the noun's "
+                                       "cross-attention alone, for models whose self-attention does not separate "
+                                       "objects."),
             ],
             outputs=[
                 LAYOUT.Output(display_name="layout"),

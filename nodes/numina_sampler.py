@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..numina_ops import modulation
 from ..numina_ops.records import Capture, Layout, NuminaInputError
 from . import attention_patch, sampling
 from .cross_attn_guide import BIAS_FORM_OPTIONS, guide
@@ -48,6 +49,9 @@ class NuminaSampler(io.ComfyNode):
                 LAYOUT.Input("layout", tooltip="From NuminaLayoutRefine (or a hand-edited layout)."),
                 io.Combo.Input("bias_form", options=BIAS_FORM_OPTIONS, default="auto",
                                tooltip="As on NuminaCrossAttnGuide: auto is sparse, exact and fastest."),
+                io.Combo.Input("bias", options=list(modulation.RULES), default="calibrated", optional=True,
+                               tooltip="calibrated: biases computed from the model's own attention at every step; "
+                                       "published: the paper's fixed offsets (see the guide node)."),
                 io.Float.Input("added_boost", default=0.0, min=0.0, max=50.0, step=0.5, optional=True,
                                tooltip="0 = published. Minimum logit boost for added instances (see the guide node)."),
                 io.Boolean.Input("bias_modifiers", default=False, optional=True,
@@ -63,7 +67,7 @@ class NuminaSampler(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, capture, layout, bias_form, added_boost: float = 0.0, bias_modifiers: bool = False,
-                low_noise_model=None, switch_step: int = -1) -> io.NodeOutput:
+                low_noise_model=None, switch_step: int = -1, bias: str = "calibrated") -> io.NodeOutput:
         _check(capture, layout)
         reference = capture.reference
         steps = reference.settings.steps
@@ -74,7 +78,7 @@ class NuminaSampler(io.ComfyNode):
         stop = switch_step if two_experts else steps
         node_id = getattr(getattr(cls, "hidden", None), "unique_id", None)
         node_id = None if node_id is None else str(node_id)
-        guided, session, guide_report = guide(model, layout, bias_form, added_boost, bias_modifiers, node_id)
+        guided, session, guide_report = guide(model, layout, bias_form, added_boost, bias_modifiers, node_id, rule=bias)
         if session is None and reference.state is not None:
             if reference.next_step > stop:
                 raise NuminaInputError(f"the capture's reference step ({reference.next_step - 1}) is past switch_step "
@@ -90,7 +94,8 @@ class NuminaSampler(io.ComfyNode):
             how = ("guided pass from the same noise (" + _biased(session) + f"; {reference.next_step} + {steps} model"
                    " evaluations in all with the capture).")
         if two_experts:
-            low, low_session, _ = guide(low_noise_model, layout, bias_form, added_boost, bias_modifiers, node_id)
+            low, low_session, _ = guide(low_noise_model, layout, bias_form, added_boost, bias_modifiers, node_id,
+                                         rule=bias)
             samples = sampling.sample_segment(low, reference, samples, switch_step, steps)
             if low_session is not None:
                 how += f" Low-noise expert from step {switch_step}: {_biased(low_session)}."

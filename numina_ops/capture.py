@@ -397,6 +397,17 @@ def read_cross_attention(
     return {noun: m.reshape(grid.frames, grid.height, grid.width) for noun, m in maps.items()}
 
 
+def mean_maps(readings: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Per noun, the mean of its cross-attention maps read in several blocks at one step.
+
+    Why: on the CountWorld model no single block's noun map predicts the final count as well as
+    their mean, at every step tried (benchmarks/countworld_readout_study.py, tuning prompts: at
+    step 12 of 25, blocks 0-3 alone 0.24-0.33 of noun-frames, the mean 0.38)."""
+    if not readings:
+        raise NuminaInputError("no cross-attention reading to average")
+    return {noun: torch.stack([r[noun] for r in readings]).mean(dim=0) for noun in readings[0]}
+
+
 # ----------------------------------------------------------------------------- the record
 
 def assemble_capture(
@@ -413,6 +424,7 @@ def assemble_capture(
     modifier_positions: Optional[Mapping[str, Sequence[int]]] = None,
     reference: Optional[ReferencePass] = None,
     meta: Optional[dict] = None,
+    cross_blocks: Sequence[int] = (),
 ) -> Capture:
     """Both halves -> one Capture on the CPU (the one place readings leave the model's device);
     nouns in the order of ``targets``."""
@@ -436,5 +448,5 @@ def assemble_capture(
                    schedule=tuple(float(x) for x in schedule),
                    modifier_positions=tuple((noun, tuple(int(p) for p in positions))
                                             for noun, positions in (modifier_positions or {}).items()),
-                   reference=reference, meta=dict(meta or {}))
+                   reference=reference, meta=dict(meta or {}), cross_blocks=tuple(int(b) for b in cross_blocks))
 

@@ -23,6 +23,9 @@ Two readouts share one interface (`segment_frame`, `infer_layout`):
 * ``"cross"``: the noun's cross-attention alone (see `_segment_cross`), for models whose
   self-attention does not tell objects from background at the reference step (the default
   readout then finds nothing; CountWorld's tiny model is one: benchmarks/countworld_benchmark.py).
+* ``"auto"``: a readout that checks itself, per noun: the default readout where self-attention
+  finds the noun's objects in every frame where its cross-attention finds some, else the cross
+  readout (`choose_readout`).  The choice and why are in the noun's notes.
 """
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ from scipy import ndimage
 from .capture import Progress
 from .records import (BACKGROUND, Capture, Layout, NounLayout, NuminaInputError, Targets)
 
-MODES = ("default", "faithful", "cross")
+MODES = ("auto", "default", "faithful", "cross")
 
 # Published defaults of the faithful readout.
 MS_QUANTILE = 0.2
@@ -393,9 +396,12 @@ def _segment_default_video(features: np.ndarray, cross: np.ndarray, temporal: bo
 # regions (4-connected) of at least CROSS_MIN_AREA tokens are instances.  Settings chosen on
 # CountWorld's tuning prompts, never on its held-out ones: its count equals the plain run's final
 # count in 0.40 of noun-frames (step 12 of 25, last block), where the faithful readout reached at
-# most 0.34 and the default 0.10 at the steps and blocks tried.
+# most 0.34 and the default 0.10 at the steps and blocks tried.  On the mean map over all blocks
+# (benchmarks/countworld_readout_study.py, 24 tuning prompts x 4 seeds, step 12 of 25): sigma 0.5
+# 0.44, 0.7 0.38, 1.0 0.37 at level 0.35; levels 0.25 / 0.30 / 0.45 / 0.55 reached 0.39 / 0.43 /
+# 0.42 / 0.37 at sigma 0.5.
 
-CROSS_SIGMA = 0.7
+CROSS_SIGMA = 0.5      # 0.7 on one block's map; 0.5 on the mean over blocks, now the capture's default
 CROSS_LEVEL = 0.35
 CROSS_MIN_AREA = 3
 
@@ -406,6 +412,28 @@ def _segment_cross(cross: np.ndarray) -> np.ndarray:
     contrast = _contrast(smoothed)
     regions, n = ndimage.label(contrast > CROSS_LEVEL)
     return _relabel_large(regions, n + 1, CROSS_MIN_AREA)
+
+
+# ----------------------------------------------------------------------------------------------
+# Auto readout: the default readout when self-attention separates the noun's objects, else cross
+# ----------------------------------------------------------------------------------------------
+
+def choose_readout(default_labels: np.ndarray, cross_labels: np.ndarray) -> tuple[str, str]:
+    """("default" or "cross", why) for one noun's [F, H, W] labels from both readouts.
+
+    Self-attention is trusted when it finds objects in every frame where the noun's cross-attention
+    finds some: then its shapes and splits are used.  A model whose self-attention does not tell
+    objects from background at the reference step finds none there, and its layout comes from
+    cross-attention instead of being empty."""
+    default_found = np.array([bool((f > 0).any()) for f in default_labels])
+    cross_found = np.array([bool((f > 0).any()) for f in cross_labels])
+    missed = int((cross_found & ~default_found).sum())
+    if not cross_found.any() and not default_found.any():
+        return "cross", "neither readout found the noun"
+    if missed == 0:
+        return "default", "self-attention found objects in every frame where cross-attention sees the noun"
+    return "cross", (f"self-attention found no objects in {missed} of {int(cross_found.sum())} frame(s) where "
+                     "cross-attention sees the noun")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -446,7 +474,10 @@ def segment_frame(features: torch.Tensor, cross: torch.Tensor, mode: str = "defa
         return torch.from_numpy(_segment_faithful(torch.from_numpy(x), c))
     if mode == "cross":
         return torch.from_numpy(_segment_cross(c))
-    return torch.from_numpy(_segment_default_video(x[None], c[None], temporal=False)[0])
+    by_default = _segment_default_video(x[None], c[None], temporal=False)[0]
+    if mode == "auto" and choose_readout(by_default[None], _segment_cross(c)[None])[0] == "cross":
+        return torch.from_numpy(_segment_cross(c))
+    return torch.from_numpy(by_default)
 
 
 def _check_capture(capture: Capture) -> None:
@@ -503,6 +534,12 @@ def infer_layout(capture: Capture, mode: str = "default", targets: Targets | Non
                                 cross.shape[0], frame_done)
         elif mode == "cross":
             labels = _per_frame(lambda f: _segment_cross(cross[f]), cross.shape[0], frame_done)
+        elif mode == "auto":
+            by_default = _segment_default_video(features, cross, temporal=temporal, frame_done=frame_done)
+            by_cross = np.stack([_segment_cross(c) for c in cross]).astype(np.int32)
+            chosen, why = choose_readout(by_default, by_cross)
+            labels = by_default if chosen == "default" else by_cross
+            notes.append(f"auto readout: {chosen} ({why})")
         else:
             labels = _segment_default_video(features, cross, temporal=temporal, frame_done=frame_done)
         if noun.noun not in wanted:

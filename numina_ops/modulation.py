@@ -40,12 +40,21 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from .records import FIRST_ADDED, REMOVED, Layout, NuminaInputError, TokenGrid
+from .records import BACKGROUND, FIRST_ADDED, REMOVED, Layout, NuminaInputError, TokenGrid
 
 PUBLISHED_STEPS = 50
 REMOVED_BIAS = -10.0
 EMPTY_FRAME_BIAS = 0.8
 DEFAULT_MEMORY_BUDGET = 256 * 2**20
+
+RULES = ("calibrated", "published")
+# The calibrated rule (not published; this pack's default, see `calibrated_bias`): how far past the
+# reference's attention odds an added pixel is pushed at strength 1 (and how far below the
+# background's a removed one), the share an added pixel aims at when the noun has no instance to
+# compare with anywhere, and at most how many reference rows of a group are read per call.
+CALIBRATED_GAIN = 2.0
+NO_REFERENCE_SHARE = 0.25
+MAX_REFERENCE_ROWS = 512
 
 FORMS = ("dense", "sparse", "fast")
 # "sparse" everywhere: it is the form that leaves every unbiased row bit-identical to what the
@@ -88,18 +97,32 @@ class MatchedGroup:
 
 
 @dataclass(frozen=True)
+class CalibratedGroup:
+    """Edited pixels of one frame whose bias is calibrated against reference pixels at call time:
+    added pixels against the noun's existing instances, removed pixels against the background."""
+
+    rows: torch.Tensor             # [n] long, global token rows of the edited pixels
+    reference_rows: torch.Tensor   # [m] long (m <= MAX_REFERENCE_ROWS); empty: aim at NO_REFERENCE_SHARE
+    adds: bool                     # True: added pixels (bias >= 0); False: removed pixels (bias <= 0)
+
+
+@dataclass(frozen=True)
 class NounBias:
     """Where one noun's bias goes: its token columns and its biased rows by kind."""
 
     noun: str
-    columns: torch.Tensor          # [T] long, the noun's token positions in the context
+    columns: torch.Tensor          # [T] long, the noun's token positions in the context (and modifiers')
     removed_rows: torch.Tensor     # [n] long: bias REMOVED_BIAS * delta
     empty_frame_rows: torch.Tensor     # [n] long: bias EMPTY_FRAME_BIAS * delta
     matched: tuple[MatchedGroup, ...] = ()
+    calibrated: tuple[CalibratedGroup, ...] = ()
+    share_columns: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long, device="cpu"))
+                                   # the noun's own token positions: whose attention share is calibrated
 
     @property
     def rows(self) -> torch.Tensor:
-        return torch.cat([self.removed_rows, self.empty_frame_rows, *[g.rows for g in self.matched]])
+        return torch.cat([self.removed_rows, self.empty_frame_rows, *[g.rows for g in self.matched],
+                          *[g.rows for g in self.calibrated]])
 
 
 @dataclass(frozen=True)
@@ -109,6 +132,7 @@ class BiasPlan:
     grid: TokenGrid
     nouns: tuple[NounBias, ...] = ()
     added_boost: float = 0.0       # added pixels get at least added_boost * delta (0: published)
+    rule: str = "published"        # one of RULES
 
     @property
     def is_empty(self) -> bool:
@@ -133,17 +157,48 @@ def _long(values: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat(values).long() if values else torch.zeros(0, dtype=torch.long, device="cpu")
 
 
+def _spread(rows: torch.Tensor, limit: int = MAX_REFERENCE_ROWS) -> torch.Tensor:
+    """At most ``limit`` of ``rows``, evenly spaced (a reference's mean share needs no more)."""
+    if rows.numel() <= limit:
+        return rows
+    return rows[torch.linspace(0, rows.numel() - 1, limit, device="cpu").round().long()]
+
+
+def _calibrated_groups(labels: torch.Tensor, per_frame: int) -> list[CalibratedGroup]:
+    """Per frame: the added pixels against the frame's existing instances (else the noun's
+    instances in any frame, else none), the removed pixels against the frame's background."""
+    existing_anywhere = torch.nonzero(((labels >= 1) & (labels < FIRST_ADDED)).flatten()).flatten()
+    groups = []
+    for f in range(labels.shape[0]):
+        frame, offset = labels[f], f * per_frame
+        added = torch.nonzero(frame >= FIRST_ADDED).flatten()
+        if added.numel():
+            existing = torch.nonzero((frame >= 1) & (frame < FIRST_ADDED)).flatten() + offset
+            reference = existing if existing.numel() else existing_anywhere
+            groups.append(CalibratedGroup(rows=added + offset, reference_rows=_spread(reference), adds=True))
+        removed = torch.nonzero(frame == REMOVED).flatten()
+        if removed.numel():
+            background = torch.nonzero(frame == BACKGROUND).flatten() + offset
+            groups.append(CalibratedGroup(rows=removed + offset, reference_rows=_spread(background), adds=False))
+    return groups
+
+
 def build_bias_plan(layout: Layout, added_boost: float = 0.0,
-                    modifier_positions: Optional[dict[str, tuple[int, ...]]] = None) -> BiasPlan:
+                    modifier_positions: Optional[dict[str, tuple[int, ...]]] = None,
+                    rule: str = "published") -> BiasPlan:
     """Refined layout -> compact bias plan (row indices and kinds per noun).
 
     `modifier_positions` ({noun: context positions}) are biased with the noun's own tokens, e.g. the
-    words between its numeral and the noun ("green" in "four green circles"; not published)."""
+    words between its numeral and the noun ("green" in "four green circles"; not published).
+    `rule`: "published" (fixed removed / empty-frame offsets, matched logits) or "calibrated"
+    (every edited pixel's bias computed per call from the model's own attention shares)."""
     grid = layout.grid
+    if rule not in RULES:
+        raise NuminaInputError(f"bias rule must be one of {RULES}, got {rule!r}")
     if not math.isfinite(added_boost) or added_boost < 0:
         raise NuminaInputError(f"added_boost must be a finite number >= 0, got {added_boost}")
     if not layout.needs_guidance:
-        return BiasPlan(grid=grid, added_boost=float(added_boost))
+        return BiasPlan(grid=grid, added_boost=float(added_boost), rule=rule)
     per_frame = grid.tokens_per_frame
     nouns = []
     for noun in layout.nouns:
@@ -156,6 +211,14 @@ def build_bias_plan(layout: Layout, added_boost: float = 0.0,
         edited = (labels == REMOVED) | (labels >= FIRST_ADDED)
         if bool(edited.any()) and not noun.token_positions:
             raise NuminaInputError(f"noun {noun.noun!r} was edited but has no token positions")
+        columns = torch.tensor(sorted(set(noun.token_positions) | set((modifier_positions or {}).get(noun.noun, ()))),
+                               dtype=torch.long, device="cpu")
+        own = torch.tensor(sorted(set(noun.token_positions)), dtype=torch.long, device="cpu")
+        nothing = torch.zeros(0, dtype=torch.long, device="cpu")
+        if rule == "calibrated":
+            nouns.append(NounBias(noun=noun.noun, columns=columns, removed_rows=nothing, empty_frame_rows=nothing,
+                                  calibrated=tuple(_calibrated_groups(labels, per_frame)), share_columns=own))
+            continue
         removed, empty_frame, matched = [], [], []
         for f in range(grid.frames):
             frame = labels[f]
@@ -172,11 +235,9 @@ def build_bias_plan(layout: Layout, added_boost: float = 0.0,
             reference = int(ids[int(torch.argmin(sizes))])             # first minimum: lowest label
             matched.append(MatchedGroup(rows=added + offset,
                                         reference_rows=torch.nonzero(frame == reference).flatten() + offset))
-        columns = sorted(set(noun.token_positions) | set((modifier_positions or {}).get(noun.noun, ())))
-        nouns.append(NounBias(noun=noun.noun, columns=torch.tensor(columns, dtype=torch.long, device="cpu"),
-                              removed_rows=_long(removed), empty_frame_rows=_long(empty_frame),
-                              matched=tuple(matched)))
-    return BiasPlan(grid=grid, nouns=tuple(nouns), added_boost=float(added_boost))
+        nouns.append(NounBias(noun=noun.noun, columns=columns, removed_rows=_long(removed),
+                              empty_frame_rows=_long(empty_frame), matched=tuple(matched), share_columns=own))
+    return BiasPlan(grid=grid, nouns=tuple(nouns), added_boost=float(added_boost), rule=rule)
 
 
 # ----------------------------------------------------------------------------- 3. attention
@@ -195,6 +256,22 @@ class MatchedBias:
 
 
 @dataclass(frozen=True)
+class CalibratedBias:
+    """One noun's calibrated groups as flat index tensors: every group of the noun at once."""
+
+    row_slots: torch.Tensor          # [n] long, positions in PreparedPlan.rows of the edited pixels
+    gathered_rows: torch.Tensor      # [n + m] long: the edited pixels' rows, then every reference row
+    edited_count: int                # n
+    group_of_edited: torch.Tensor    # [n] long, each edited pixel's group
+    direction: torch.Tensor          # [n] float32: +1 added (raise the share), -1 removed (lower it)
+    reference_average: torch.Tensor  # [G, m] float32: row g averages group g's reference rows
+    has_reference: torch.Tensor      # [G] bool: False -> the group aims at NO_REFERENCE_SHARE
+    share_columns: torch.Tensor      # [S] long, the noun's own token columns (whose share is read)
+    column_slots: torch.Tensor       # [T] long, positions in PreparedPlan.columns of the biased columns
+    columns: torch.Tensor            # [T] long, the columns the bias goes to (noun and modifiers)
+
+
+@dataclass(frozen=True)
 class PreparedPlan:
     """A BiasPlan as index tensors on one device, built once per run (and device), so a guided
     call is a fixed handful of tensor ops that never wait on the device."""
@@ -206,6 +283,7 @@ class PreparedPlan:
     matched: tuple[MatchedBias, ...]
     added_boost: float
     max_column: int                  # largest column, as a Python int (checked without a sync)
+    calibrated: tuple[CalibratedBias, ...] = ()
     # the q-independent part of the sparse form's mask for the latest (delta, dtype, context):
     # every call of one forward shares it (one strength per step)
     _masks: dict = field(default_factory=dict, compare=False, repr=False)
@@ -256,9 +334,37 @@ def prepare_plan(plan: BiasPlan, device: torch.device | str) -> PreparedPlan:
             reference_average=average.to(device),
             column_slots=c_idx.to(device),
             columns=noun.columns.to(device)))
+    calibrated = [_prepare_calibrated(noun, rows, columns, device) for noun in plan.nouns if noun.calibrated]
     return PreparedPlan(grid=plan.grid, rows=rows.to(device), columns=columns.to(device),
                         unit_bias=unit.to(device), matched=tuple(matched), added_boost=plan.added_boost,
-                        max_column=int(columns.max()) if columns.numel() else -1)
+                        max_column=int(columns.max()) if columns.numel() else -1, calibrated=tuple(calibrated))
+
+
+def _prepare_calibrated(noun: NounBias, rows: torch.Tensor, columns: torch.Tensor,
+                        device: torch.device | str) -> CalibratedBias:
+    groups = noun.calibrated
+    edited = torch.cat([g.rows for g in groups])
+    references = torch.cat([g.reference_rows for g in groups])
+    average = torch.zeros(len(groups), references.numel(), dtype=torch.float32, device="cpu")
+    start = 0
+    for g, group in enumerate(groups):
+        size = group.reference_rows.numel()
+        if size:
+            average[g, start:start + size] = 1.0 / size
+        start += size
+    direction = torch.cat([torch.full((g.rows.numel(),), 1.0 if g.adds else -1.0, device="cpu") for g in groups])
+    return CalibratedBias(
+        row_slots=torch.searchsorted(rows, edited).to(device),
+        gathered_rows=torch.cat([edited, references]).to(device),
+        edited_count=int(edited.numel()),
+        group_of_edited=torch.cat([torch.full((g.rows.numel(),), i, dtype=torch.long, device="cpu")
+                                   for i, g in enumerate(groups)]).to(device),
+        direction=direction.to(device),
+        reference_average=average.to(device),
+        has_reference=torch.tensor([g.reference_rows.numel() > 0 for g in groups], device="cpu").to(device),
+        share_columns=noun.share_columns.to(device),
+        column_slots=torch.searchsorted(columns, noun.columns).to(device),
+        columns=noun.columns.to(device))
 
 
 @dataclass(frozen=True)
@@ -316,11 +422,55 @@ def _matched_bias(q: torch.Tensor, k: torch.Tensor, heads: int, m: MatchedBias, 
     return bias.clamp(min=added_boost * delta) if added_boost > 0 else bias
 
 
+def noun_shares(q: torch.Tensor, k: torch.Tensor, heads: int, columns: torch.Tensor,
+                memory_budget: int = DEFAULT_MEMORY_BUDGET) -> torch.Tensor:
+    """[B, r] float32: the share of each q row's attention that goes to ``columns`` (softmax over
+    the whole context), averaged over heads; in chunks of rows within the memory budget."""
+    keys = _split_heads(k.float(), heads)
+    scale = keys.shape[-1] ** -0.5
+    shares = torch.empty(q.shape[0], q.shape[1], dtype=torch.float32, device=q.device)
+    chunk = rows_per_chunk(q.shape[0], heads, k.shape[1], memory_budget)
+    for r0 in range(0, q.shape[1], chunk):
+        logits = (_split_heads(q[:, r0:r0 + chunk].float(), heads) @ keys.transpose(-1, -2)) * scale
+        share = torch.exp(torch.logsumexp(logits[..., columns], dim=-1) - torch.logsumexp(logits, dim=-1))
+        shares[:, r0:r0 + chunk] = share.mean(dim=1)
+    return shares
+
+
+def _logit(p: torch.Tensor) -> torch.Tensor:
+    p = p.clamp(1e-6, 1.0 - 1e-6)
+    return torch.log(p) - torch.log1p(-p)
+
+
+def calibrated_bias(q: torch.Tensor, k: torch.Tensor, heads: int, c: CalibratedBias, delta: float,
+                    added_boost: float, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> torch.Tensor:
+    """[B, n] bias of one noun's edited pixels (the same on each of its columns), from this call's
+    attention: an added pixel's share of attention on the noun is raised to the odds of the
+    reference instances' share times ``CALIBRATED_GAIN * delta``; a removed pixel's lowered to the
+    background's odds over that factor.  Adding ``b`` to every noun logit of a row multiplies the
+    noun's attention odds by ``e^b`` (exactly, for one head), so ``b`` is a difference of logits of
+    shares.  Scale-free: the same rule gives a large bias on a model whose noun holds 1 % of the
+    attention and a small one where it holds 40 %, with no per-model constant."""
+    shares = noun_shares(q[:, c.gathered_rows], k, heads, c.share_columns, memory_budget)   # [B, n + m]
+    n = c.edited_count
+    reference = shares[:, n:] @ c.reference_average.T                                      # [B, G]
+    reference = torch.where(c.has_reference, reference, torch.full_like(reference, NO_REFERENCE_SHARE))
+    gain = math.log(CALIBRATED_GAIN * delta)
+    target = _logit(reference)[:, c.group_of_edited] + c.direction * gain
+    bias = target - _logit(shares[:, :n])
+    floor = added_boost * delta
+    return torch.where(c.direction > 0, bias.clamp(min=floor), bias.clamp(max=0.0))
+
+
 def bias_values(q: torch.Tensor, k: torch.Tensor, heads: int, plan: PreparedPlan, delta: float) -> torch.Tensor:
-    """The bias [B, R, T] float32 at strength ``delta`` for these q, k (the matched kind needs them)."""
+    """The bias [B, R, T] float32 at strength ``delta`` for these q, k (the matched and calibrated
+    kinds need them)."""
     values = (plan.unit_bias * delta).unsqueeze(0).repeat(q.shape[0], 1, 1)
     for m in plan.matched:
         values[:, m.row_slots[:, None], m.column_slots[None, :]] += _matched_bias(q, k, heads, m, delta, plan.added_boost)
+    for c in plan.calibrated:
+        values[:, c.row_slots[:, None], c.column_slots[None, :]] += \
+            calibrated_bias(q, k, heads, c, delta, plan.added_boost)[..., None]
     return values
 
 
@@ -328,12 +478,15 @@ def sparse_mask(q: torch.Tensor, k: torch.Tensor, heads: int, plan: PreparedPlan
     """The biased rows' SDPA mask [B or 1, 1, R, ctx] in q's dtype: the forward's cached constant
     part, plus the matched rows' q-dependent bias when the plan has any."""
     mask = plan.constant_mask(delta, q.dtype, k.shape[1])
-    if not plan.matched:
+    if not plan.matched and not plan.calibrated:
         return mask
     mask = mask.repeat(q.shape[0], 1, 1, 1)
     for m in plan.matched:
         mask[:, 0, m.row_slots[:, None], m.columns[None, :]] += \
             _matched_bias(q, k, heads, m, delta, plan.added_boost).to(mask.dtype)
+    for c in plan.calibrated:
+        mask[:, 0, c.row_slots[:, None], c.columns[None, :]] += \
+            calibrated_bias(q, k, heads, c, delta, plan.added_boost)[..., None].to(mask.dtype)
     return mask
 
 

@@ -117,7 +117,7 @@ class Capture:
     head_scores: torch.Tensor           # [F, heads] float32
     step_index: int = 0                 # 0-based sampling step the maps were taken at
     total_steps: int = 0
-    block_index: int = 0
+    block_index: int = 0                # the block self-attention was read in
     total_blocks: int = 0
     model_family: str = "wan21"
     schedule: tuple[float, ...] = ()    # the whole sigma schedule of the run: the guide finds its step in it
@@ -125,6 +125,7 @@ class Capture:
                                         # words between its numeral and the noun), for bias_modifiers
     reference: Optional[ReferencePass] = field(default=None, compare=False)
     meta: dict = field(default_factory=dict, compare=False, hash=False)   # display only
+    cross_blocks: tuple[int, ...] = ()  # the blocks whose cross-attention maps were averaged (() = block_index)
 
 
 # Layout label convention (as the published code): 0 background, 1..99 detected instances,
