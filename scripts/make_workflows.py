@@ -55,18 +55,10 @@ DEMO_NAME = "numina_cpu_demo"
 DEMO_PREFIX = "numina_demo"     # the demo's outputs: numina_demo/frame, plain_frame, layout_inferred, ...
 
 
-def _countworld_settings() -> dict:
-    from countworld.settings import NUMINA_SETTINGS
-
-    return dict(NUMINA_SETTINGS)
-
-
 # A CountWorld tuning prompt (not a held-out one) and a seed whose plain run shows two or three
 # circles, not four: an illustration of a fix; the benchmark gives the averages.
 DEMO_PROMPT = "four green circles moving on a plain grey background"
 DEMO_SEED = 0
-# This pack's NUMINA settings for the CountWorld model (chosen on its tuning prompts)
-COUNTWORLD_SETTINGS = _countworld_settings()
 
 REAL_SEED = 20260411
 WAN_NEGATIVE = ("色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，"
@@ -414,12 +406,20 @@ class Sampling:
 
 @dataclass(frozen=True)
 class Numina:
-    """A workflow's NUMINA settings (published ones by default)."""
+    """A workflow's NUMINA settings: the nodes' own defaults unless said otherwise."""
     reference_step: int = -1
     block: int = -1
-    mode: str = "default"
+    cross_attention_blocks: str = "all"
+    mode: str = "auto"
+    bias: str = "calibrated"
+    bias_form: str = "auto"
     added_boost: float = 0.0
     bias_modifiers: bool = False
+
+
+# The published behaviour, as a preset: the published step and block, cross-attention of that block
+# only, the published readout (its reproduction) and the published fixed-offset bias in its dense form.
+PUBLISHED = Numina(cross_attention_blocks="capture block", mode="faithful", bias="published", bias_form="dense")
 
 
 def _prompts(g: Graph, clip: Output, positive: str, negative: str) -> tuple[Node, Node]:
@@ -437,11 +437,11 @@ def _numina_run(g: Graph, model: Output, clip: Output, pos: Node, neg: Node, lat
     capture = g.add("NuminaAttentionCapture", 2, color=NUMINA_COLOR, model=model, clip=clip,
                     positive=pos["CONDITIONING"], negative=neg["CONDITIONING"], latent=latent,
                     **sampling.as_widgets(), prompt=prompt, count_override="", reference_step=numina.reference_step,
-                    block=numina.block, memory_budget_mb=256)
+                    block=numina.block, cross_attention_blocks=numina.cross_attention_blocks, memory_budget_mb=256)
     infer = g.add("NuminaLayoutInfer", 3, color=NUMINA_COLOR, capture=capture["capture"], mode=numina.mode)
     refine = g.add("NuminaLayoutRefine", 3, color=NUMINA_COLOR, layout=infer["layout"])
     sampler = g.add("NuminaSampler", 4, color=NUMINA_COLOR, model=model, capture=capture["capture"],
-                    layout=refine["layout"], bias_form="auto", added_boost=numina.added_boost,
+                    layout=refine["layout"], bias_form=numina.bias_form, bias=numina.bias, added_boost=numina.added_boost,
                     bias_modifiers=numina.bias_modifiers, low_noise_model=low_noise_model, switch_step=switch_step)
     return capture, infer, refine, sampler
 
@@ -463,7 +463,7 @@ def _illustrate(g: Graph, prompt: str, size: tuple[int, int, int], stride: int) 
 
 def wan_t2v(object_info: dict[str, Any], comfyui: str, name: str, title: str, unet: str, vae_name: str,
             size: tuple[int, int, int], sampling: Sampling, shift: float, fps: float, prompt: str,
-            wan22_latent: bool = False) -> Graph:
+            wan22_latent: bool = False, numina: Numina = Numina()) -> Graph:
     g = Graph(name, title, f"{title}: NUMINA count-corrected text-to-video.", object_info, comfyui)
     g.add("Note", 0, title="NUMINA: how this works", box_height=300.0, color=NOTE_COLOR, text=HOW_IT_WORKS_NOTE)
     loader = g.add("UNETLoader", 0, unet_name=unet, weight_dtype="default")
@@ -478,7 +478,7 @@ def wan_t2v(object_info: dict[str, Any], comfyui: str, name: str, title: str, un
     else:
         latent = g.add("EmptyHunyuanLatentVideo", 1, width=width, height=height, length=length, batch_size=1)
     capture, infer, refine, sampler = _numina_run(g, model["MODEL"], clip["CLIP"], pos, neg, latent["LATENT"],
-                                                  sampling, prompt)
+                                                  sampling, prompt, numina)
     _video_out(g, sampler["latent"], vae["VAE"], fps, f"video/{name}")
     g.group("Load models", [loader, clip, vae])
     g.group("NUMINA: reference pass and layout", [capture, infer, refine], color="#a1309b")
@@ -551,11 +551,9 @@ def cpu_demo(object_info: dict[str, Any], comfyui: str, unet: str, vae_name: str
     pos, neg = _prompts(g, clip["CLIP"], DEMO_PROMPT, "")
     latent = g.add("EmptyHunyuanLatentVideo", 1, width=DEMO_WIDTH, height=DEMO_HEIGHT, length=DEMO_LENGTH,
                    batch_size=1)
-    # CountWorld's model: this pack's settings chosen on CountWorld's tuning prompts (README); the
-    # tiny random model keeps the published ones
-    numina = Numina(**COUNTWORLD_SETTINGS) if latent_world else Numina()
+    # the nodes' defaults, as on the real-model workflows: nothing chosen for this model
     capture, infer, refine, sampler = _numina_run(g, model["MODEL"], clip["CLIP"], pos, neg, latent["LATENT"],
-                                                  sampling, DEMO_PROMPT, numina)
+                                                  sampling, DEMO_PROMPT)
     plain = g.add("KSampler", 4, title="KSampler (plain, to compare)",
                   model=model["MODEL"], **sampling.as_widgets(), positive=pos["CONDITIONING"],
                   negative=neg["CONDITIONING"], latent_image=latent["LATENT"], denoise=1.0)
@@ -586,6 +584,10 @@ def all_workflows(object_info: dict[str, Any], comfyui: str, demo_unet: str, dem
         wan_t2v(*info, "numina_wan21_t2v_1.3B", "NUMINA Wan 2.1 T2V 1.3B", "wan2.1_t2v_1.3B_fp16.safetensors",
                 "wan_2.1_vae.safetensors", (832, 480, 81), Sampling(REAL_SEED, 30, 6.0, "uni_pc", "simple"),
                 8.0, 16.0, "Three red apples rolling slowly across a wooden kitchen table, soft morning light."),
+        wan_t2v(*info, "numina_wan21_t2v_1.3B_published", "NUMINA Wan 2.1 T2V 1.3B, published settings",
+                "wan2.1_t2v_1.3B_fp16.safetensors", "wan_2.1_vae.safetensors", (832, 480, 81),
+                Sampling(REAL_SEED, 30, 6.0, "uni_pc", "simple"), 8.0, 16.0,
+                "Three red apples rolling slowly across a wooden kitchen table, soft morning light.", numina=PUBLISHED),
         wan_t2v(*info, "numina_wan21_t2v_14B", "NUMINA Wan 2.1 T2V 14B", "wan2.1_t2v_14B_fp16.safetensors",
                 "wan_2.1_vae.safetensors", (1280, 720, 81), Sampling(REAL_SEED, 30, 6.0, "uni_pc", "simple"),
                 8.0, 16.0, "Five hot air balloons drifting over a mountain valley at sunrise, aerial shot."),

@@ -24,10 +24,10 @@ class NodeRuns:
         return self.comfy["KSampler"]().sample(model, seed, STEPS, CFG, "euler", "simple", self.cond(prompt),
                                                self.cond(""), latent or self.latent())[0]["samples"]
 
-    def capture(self, prompt=PROMPT, override="", latent=None, step=-1, block=-1, model=None, seed=SEED):
+    def capture(self, prompt=PROMPT, override="", latent=None, step=-1, block=-1, model=None, seed=SEED, **optional):
         return self.comfy["NuminaAttentionCapture"].execute(
             model or self.tiny_model, self.tiny_clip, self.cond(prompt), self.cond(""), latent or self.latent(), seed,
-            STEPS, CFG, "euler", "simple", prompt, override, step, block).result
+            STEPS, CFG, "euler", "simple", prompt, override, step, block, **optional).result
 
     def layout(self, capture, mode="default"):
         return self.comfy["NuminaLayoutInfer"].execute(capture, mode).result

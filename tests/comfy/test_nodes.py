@@ -6,12 +6,13 @@ from numina_dev.node_runs import CFG, PROMPT, SEED, STEPS
 
 
 def test_capture_reads_only_the_chosen_block_and_step(run, pack, tiny_model):
-    capture, reference, report = run.capture(step=2, block=1)
+    capture, reference, report = run.capture(step=2, block=1, cross_attention_blocks="capture block")
     patch = pack.module("NuminaAttentionCapture").attention_patch
     session = patch.CaptureSession(patch.wan_info(tiny_model), capture.grid, 1, 2, {"circles": (2,)})
     run.sample(patch.install(tiny_model, session))            # a whole run: only one step matches
     assert session.last_run.reads == [(2, 1, "self"), (2, 1, "cross")]
-    assert "read block 1/2 at step 2/4" in report
+    assert "self-attention in block 1/2 and cross-attention in the same block at step 2/4" in report
+    assert capture.cross_blocks == (1,)
     assert (capture.grid.frames, capture.grid.height, capture.grid.width) == (2, 12, 12)
     assert capture.self_features.shape == (2, 144, 3)
     assert [n.noun for n in capture.nouns] == ["circles"]
@@ -19,6 +20,20 @@ def test_capture_reads_only_the_chosen_block_and_step(run, pack, tiny_model):
     assert capture.nouns[0].token_positions == (2,)   # "▁three ▁red ▁circles": the noun is piece 2
     assert reference["samples"].shape == (1, 16, 2, 24, 24)
     assert "3 x circles" in report
+
+
+def test_by_default_cross_attention_is_the_mean_over_every_block_at_the_step(run, pack, tiny_model):
+    capture, _, report = run.capture(step=2, block=1)
+    patch = pack.module("NuminaAttentionCapture").attention_patch
+    session = patch.CaptureSession(patch.wan_info(tiny_model), capture.grid, 1, 2, {"circles": (2,)},
+                                   cross_blocks=(0, 1))
+    run.sample(patch.install(tiny_model, session))
+    assert sorted(session.last_run.reads) == [(2, 0, "cross"), (2, 1, "cross"), (2, 1, "self")]
+    assert "cross-attention in every block" in report and capture.cross_blocks == (0, 1)
+    one_block = {b: run.capture(step=2, block=b, cross_attention_blocks="capture block")[0] for b in (0, 1)}
+    mean = (one_block[0].nouns[0].cross_attention + one_block[1].nouns[0].cross_attention) / 2
+    assert torch.allclose(capture.nouns[0].cross_attention, mean, atol=1e-6)
+    assert not torch.allclose(one_block[0].nouns[0].cross_attention, one_block[1].nouns[0].cross_attention)
 
 
 def test_default_reference_step_and_block_scale_the_published_ones(run):

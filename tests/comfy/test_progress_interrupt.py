@@ -39,13 +39,13 @@ def bar_updates():
     comfy.utils.set_progress_bar_global_hook(before)
 
 
-def capture(comfy, tiny_model, tiny_clip, override=""):
+def capture(comfy, tiny_model, tiny_clip, override="", **optional):
     encode = comfy["CLIPTextEncode"]().encode
     latent = comfy["EmptyHunyuanLatentVideo"]().execute(192, 192, 5, 1)
     latent = latent.result[0] if hasattr(latent, "result") else latent[0]
     return comfy["NuminaAttentionCapture"].execute(
         tiny_model, tiny_clip, encode(tiny_clip, PROMPT)[0], encode(tiny_clip, "")[0], latent, 11, 4, 2.0,
-        "euler", "simple", PROMPT, override, -1, -1).result
+        "euler", "simple", PROMPT, override, -1, -1, **optional).result
 
 
 def test_interrupt_flag_stops_a_capture(comfy, tiny_model, tiny_clip, interrupt):
@@ -80,7 +80,8 @@ def test_interrupt_during_the_attention_read_stops_it_after_the_chunk(comfy, pac
 def test_capture_layout_and_refinement_move_the_progress_bar(comfy, pack, tiny_model, tiny_clip, bar_updates,
                                                              monkeypatch):
     monkeypatch.setattr(pack.module("NuminaAttentionCapture").capture_ops, "heads_per_chunk", lambda *args: 1)
-    captured, _, _ = capture(comfy, tiny_model, tiny_clip, override="circles: 5")
+    captured, _, _ = capture(comfy, tiny_model, tiny_clip, override="circles: 5",
+                             cross_attention_blocks="capture block")
     # the self-attention read (4 chunks; ComfyUI 0.33 may drop updates between the first and the
     # last), then the cross-attention read (one chunk of rows)
     assert bar_updates[0] == (1, 4) and (4, 4) in bar_updates and bar_updates[-1] == (1, 1), bar_updates

@@ -20,8 +20,10 @@ from numina_dev import ROOT, comfy_runtime
 from scripts import make_workflows, workflow_api
 
 WORKFLOW_DIR = os.path.join(ROOT, "example_workflows")
-EXPECTED = ["numina_cpu_demo", "numina_wan21_t2v_1.3B", "numina_wan21_t2v_14B", "numina_wan22_t2v_A14B",
-            "numina_wan22_ti2v_5B"]
+EXPECTED = ["numina_cpu_demo", "numina_wan21_t2v_1.3B", "numina_wan21_t2v_1.3B_published", "numina_wan21_t2v_14B",
+            "numina_wan22_t2v_A14B", "numina_wan22_ti2v_5B"]
+PUBLISHED_PRESET = "numina_wan21_t2v_1.3B_published"
+NUMINA_SETTING_NODES = ("NuminaAttentionCapture", "NuminaLayoutInfer", "NuminaSampler")
 REAL = [name for name in EXPECTED if name != "numina_cpu_demo"]
 PATHS = sorted(glob.glob(os.path.join(WORKFLOW_DIR, "*.json")))
 DEMO = os.path.join(WORKFLOW_DIR, "numina_cpu_demo.json")
@@ -104,7 +106,7 @@ def comfyui_version():
 
 
 # ----------------------------------------------------------------------------- the files
-def test_the_five_workflows_ship_in_example_workflows_with_a_thumbnail_each():
+def test_the_six_workflows_ship_in_example_workflows_with_a_thumbnail_each():
     assert [name_of(p) for p in PATHS] == EXPECTED
     assert not os.path.exists(os.path.join(ROOT, "workflows")), "the workflows moved to example_workflows/"
     for path in PATHS:
@@ -449,6 +451,8 @@ def test_each_workflow_uses_its_published_models_and_settings(api_graphs):
     expected = {
         "numina_wan21_t2v_1.3B": (["wan2.1_t2v_1.3B_fp16.safetensors"], "wan_2.1_vae.safetensors", (832, 480, 81),
                                   (30, 6.0, "uni_pc", "simple")),
+        PUBLISHED_PRESET: (["wan2.1_t2v_1.3B_fp16.safetensors"], "wan_2.1_vae.safetensors", (832, 480, 81),
+                           (30, 6.0, "uni_pc", "simple")),
         "numina_wan21_t2v_14B": (["wan2.1_t2v_14B_fp16.safetensors"], "wan_2.1_vae.safetensors", (1280, 720, 81),
                                  (30, 6.0, "uni_pc", "simple")),
         "numina_wan22_ti2v_5B": (["wan2.2_ti2v_5B_fp16.safetensors"], "wan2.2_vae.safetensors", (1280, 704, 121),
@@ -468,14 +472,43 @@ def test_each_workflow_uses_its_published_models_and_settings(api_graphs):
         assert capture["seed"] == make_workflows.REAL_SEED
         assert tuple(capture[key] for key in SAMPLING[1:]) == settings
         assert (capture["reference_step"], capture["block"]) == (-1, -1)      # the published step and block
-        sampler = only(api, "NuminaSampler")["inputs"]
-        assert (sampler["bias_form"], sampler["added_boost"], sampler["bias_modifiers"]) == ("auto", 0.0, False)
-        assert only(api, "NuminaLayoutInfer")["inputs"]["mode"] == "default"
         latent = origin(api, capture["latent"])
         assert (latent["inputs"]["width"], latent["inputs"]["height"], latent["inputs"]["length"]) == size
         if name == "numina_wan22_ti2v_5B":
             assert latent["class_type"] == "Wan22ImageToVideoLatent" and "start_image" not in latent["inputs"]
         assert any(v["class_type"] in ("SaveVideo", "SaveAnimatedWEBP") for v in api.values())
+
+
+def numina_settings(api):
+    """Every widget input of the NUMINA nodes that carry settings, by (node type, input)."""
+    return {(node, key): value for node in NUMINA_SETTING_NODES for key, value in only(api, node)["inputs"].items()
+            if not isinstance(value, list)}
+
+
+def node_defaults(pack, node):
+    return {i.id: i.default for i in pack.module(node).__dict__[node].define_schema().inputs
+            if getattr(i, "default", None) is not None}
+
+
+@pytest.mark.parametrize("name", [n for n in EXPECTED if n != PUBLISHED_PRESET])
+def test_workflows_use_the_nodes_own_defaults_for_every_numina_setting(name, api_graphs, pack):
+    """Nothing is chosen per model: the real-model workflows and the CPU demo leave every NUMINA setting
+    at the node's default (what a user who drops the nodes in gets), the run's own settings aside."""
+    run_settings = set(SAMPLING) | {"prompt", "count_override", "memory_budget_mb", "switch_step"}
+    for (node, key), value in numina_settings(api_graphs[name]).items():
+        if key in run_settings:
+            continue
+        assert value == node_defaults(pack, node)[key], (name, node, key)
+
+
+def test_the_published_preset_workflow_sets_the_published_behaviour(api_graphs):
+    settings = numina_settings(api_graphs[PUBLISHED_PRESET])
+    assert settings[("NuminaAttentionCapture", "reference_step")] == -1 and settings[("NuminaAttentionCapture", "block")] == -1
+    assert settings[("NuminaAttentionCapture", "cross_attention_blocks")] == "capture block"
+    assert settings[("NuminaLayoutInfer", "mode")] == "faithful"
+    assert (settings[("NuminaSampler", "bias")], settings[("NuminaSampler", "bias_form")],
+            settings[("NuminaSampler", "added_boost")], settings[("NuminaSampler", "bias_modifiers")]) == \
+        ("published", "dense", 0.0, False)
 
 
 def test_a14b_captures_on_the_high_noise_expert_and_samples_both(api_graphs, pack):
@@ -519,12 +552,6 @@ def test_the_cpu_demo_compares_with_a_plain_run_and_saves_everything(api_graphs)
     assert only(api, "ModelSamplingSD3")["inputs"]["shift"] == 3.0
     capture = only(api, "NuminaAttentionCapture")["inputs"]
     assert (capture["seed"], capture["prompt"]) == (make_workflows.DEMO_SEED, make_workflows.DEMO_PROMPT)
-    if only(api, "UNETLoader")["inputs"]["unet_name"] == make_workflows.COUNTWORLD_MODEL:
-        tuned = make_workflows.COUNTWORLD_SETTINGS
-        sampler = only(api, "NuminaSampler")["inputs"]
-        assert (capture["reference_step"], capture["block"], only(api, "NuminaLayoutInfer")["inputs"]["mode"],
-                sampler["added_boost"], sampler["bias_modifiers"]) == \
-            (tuned["reference_step"], tuned["block"], tuned["mode"], tuned["added_boost"], tuned["bias_modifiers"])
     prefixes = {v["inputs"]["filename_prefix"] for v in by_type(api, "SaveImage").values()}
     assert prefixes == {"numina_demo/frame", "numina_demo/plain_frame", "numina_demo/layout_inferred",
                         "numina_demo/layout_refined"}

@@ -106,13 +106,14 @@ def test_the_whole_method_follows_its_inputs_device(default_device_meta):
     for mode in MODES:
         layout = infer_layout(capture, mode=mode)
         refine_layout(layout)
-    plan = M.build_bias_plan(_edited_layout(capture), added_boost=2.0, modifier_positions={"cats": (5,)})
-    for form in M.FORMS:
-        out = M.guided_cross_attention(q, kc, vc, HEADS, plan, 1.5, form=form)
-        assert out.device.type == "cpu" and torch.isfinite(out).all()
-    prepared = M.prepare_plan(plan, q.device)
-    plain = M.plain_cross_attention(q, kc, vc, HEADS)
-    M.rebias_rows(q, kc, vc, HEADS, prepared, 1.5, plain.clone(), "sparse")
+    for rule in M.RULES:
+        plan = M.build_bias_plan(_edited_layout(capture), added_boost=2.0, modifier_positions={"cats": (5,)}, rule=rule)
+        for form in M.FORMS:
+            out = M.guided_cross_attention(q, kc, vc, HEADS, plan, 1.5, form=form)
+            assert out.device.type == "cpu" and torch.isfinite(out).all()
+        prepared = M.prepare_plan(plan, q.device)
+        plain = M.plain_cross_attention(q, kc, vc, HEADS)
+        M.rebias_rows(q, kc, vc, HEADS, prepared, 1.5, plain.clone(), "sparse")
 
 
 def test_the_guard_fails_on_a_tensor_made_without_the_inputs_device(default_device_meta):
@@ -144,9 +145,10 @@ def test_records_cross_between_nodes_on_the_cpu():
 def test_half_precision_guided_rows_stay_close_to_float32(dtype):
     q, _, kc, vc = _inputs(2)
     capture = _capture(q, q, kc)
-    plan = M.build_bias_plan(_edited_layout(capture))
-    reference = M.guided_cross_attention(q, kc, vc, HEADS, plan, 1.5, form="dense")
-    for form in M.FORMS:
-        out = M.guided_cross_attention(q.to(dtype), kc.to(dtype), vc.to(dtype), HEADS, plan, 1.5, form=form)
-        assert out.dtype == dtype
-        assert (out.float() - reference).abs().max() < (2e-2 if dtype == torch.bfloat16 else 4e-3)
+    for rule in M.RULES:
+        plan = M.build_bias_plan(_edited_layout(capture), rule=rule)
+        reference = M.guided_cross_attention(q, kc, vc, HEADS, plan, 1.5, form="dense")
+        for form in M.FORMS:
+            out = M.guided_cross_attention(q.to(dtype), kc.to(dtype), vc.to(dtype), HEADS, plan, 1.5, form=form)
+            assert out.dtype == dtype
+            assert (out.float() - reference).abs().max() < (2e-2 if dtype == torch.bfloat16 else 4e-3), (rule, form)

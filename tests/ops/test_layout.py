@@ -202,3 +202,41 @@ def test_cross_readout_finds_separate_noun_blobs_and_ignores_specks():
     assert len(np.unique(labels[labels > 0])) == 2
     assert labels[3, 3] > 0 and labels[8, 8] > 0 and labels[3, 3] != labels[8, 8]
     assert labels[0, 11] == 0
+
+
+def test_auto_readout_keeps_self_attention_where_it_separates_the_objects():
+    """A scene whose self-attention features show the objects: auto is the default readout, and
+    says so in the noun's notes."""
+    scene = make_scene(3, height=16, width=24, frames=3, seed=1)
+    auto = infer_layout(scene_capture(scene), mode="auto").nouns[0]
+    default = infer_layout(scene_capture(scene), mode="default").nouns[0]
+    assert torch.equal(auto.labels, default.labels) and auto.counts == default.counts
+    assert any(n.startswith("auto readout: default") for n in auto.notes)
+
+
+def test_auto_readout_falls_back_to_cross_attention_when_self_attention_finds_nothing():
+    """The same scene with flat self-attention features (a model whose self-attention does not
+    tell objects from background): the default readout finds nothing; auto reads cross-attention."""
+    scene = make_scene(3, height=16, width=24, frames=3, seed=1)
+    flat = dataclasses.replace(scene_capture(scene), self_features=torch.full_like(scene.features, 0.5))
+    assert infer_layout(flat, mode="default").nouns[0].counts == (0, 0, 0)
+    auto = infer_layout(flat, mode="auto").nouns[0]
+    cross = infer_layout(flat, mode="cross").nouns[0]
+    assert torch.equal(auto.labels, cross.labels) and max(auto.counts) > 0
+    assert any("auto readout: cross (self-attention found no objects in 3 of 3" in n for n in auto.notes)
+
+
+@pytest.mark.parametrize("default_found, cross_found, chosen", [
+    ((1, 1), (1, 1), "default"),     # self-attention sees what cross-attention sees
+    ((1, 1), (0, 1), "default"),     # and more: its splits are trusted
+    ((0, 1), (1, 1), "cross"),       # it misses the noun in a frame
+    ((0, 0), (0, 0), "cross"),       # nothing anywhere: the (empty) cross layout
+])
+def test_choose_readout_trusts_self_attention_only_where_it_finds_what_cross_attention_sees(
+        default_found, cross_found, chosen):
+    def labels(found):
+        out = np.zeros((len(found), 4, 4), dtype=np.int32)
+        for f, hit in enumerate(found):
+            out[f, 1, 1] = hit
+        return out
+    assert L.choose_readout(labels(default_found), labels(cross_found))[0] == chosen

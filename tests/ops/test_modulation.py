@@ -243,3 +243,131 @@ def test_one_forward_shares_the_constant_mask_and_a_new_strength_rebuilds_it() -
     assert again is not first and torch.allclose(again * 3.0, first)
     assert float(first[0, 0, :, 3].min()) == M.REMOVED_BIAS * 1.5     # removed rows at the noun's column
     assert float(first[..., 0].abs().max()) == 0.0                     # other columns are untouched
+
+
+# ----------------------------------------------------------------------------- calibrated bias
+
+def _shares(q, k, heads, columns, mask=None) -> torch.Tensor:
+    """[B, L]: each row's attention share on `columns`, mean over heads (independent of the module)."""
+    b, length, c = q.shape
+    d = c // heads
+    qh = q.reshape(b, length, heads, d).transpose(1, 2)
+    kh = k.reshape(b, -1, heads, d).transpose(1, 2)
+    logits = qh @ kh.transpose(-1, -2) / math.sqrt(d)
+    if mask is not None:
+        logits = logits + mask[:, None]
+    return torch.softmax(logits, dim=-1)[..., columns].sum(-1).mean(1)
+
+
+def _biased_mask(q, k, heads, plan, delta) -> torch.Tensor:
+    prepared = M.prepare_plan(plan, q.device)
+    values = M.bias_values(q, k, heads, prepared, delta)
+    mask = torch.zeros(q.shape[0], q.shape[1], k.shape[1])
+    mask[:, prepared.rows[:, None], prepared.columns[None, :]] = values
+    return mask
+
+
+def _calibration_layout() -> tuple[torch.Tensor, dict]:
+    lab = torch.zeros(GRID.frames, GRID.height, GRID.width, dtype=torch.int32)
+    lab[0, 0:2, 0:2] = 1             # an existing instance ...
+    lab[0, 3:5, 4:6] = 100           # ... and an added one beside it
+    lab[1, 1:3, 1:3] = -1            # a removed instance
+    lab[2, 0:2, 0:2] = 1
+    lab[3, 2:4, 2:4] = 100           # added in a frame with no instance: frames 0 and 2 are the reference
+    return lab, {"cats": (5,)}
+
+
+def test_calibrated_bias_gives_added_pixels_the_reference_instances_share_on_one_head() -> None:
+    """One head: adding b to the noun's logits multiplies its attention odds by e^b, so at strength
+    delta the added pixels' share lands exactly on odds(reference share) x gain x delta, whatever
+    the model's scale; removed pixels land on odds(background share) / (gain x delta)."""
+    lab, positions = _calibration_layout()
+    plan = M.build_bias_plan(_layout({"cats": lab}, positions), rule="calibrated")
+    q, k, v = _qkv(1, 1, 8, 16, seed=5)
+    q[0, :, :] *= 0.3                                 # a weak noun: small logits everywhere
+    delta = 1.5
+    before = _shares(q, k, 1, [5])[0]
+    after = _shares(q, k, 1, [5], _biased_mask(q, k, 1, plan, delta))[0]
+    flat = lab.reshape(-1)
+    odds = lambda p: p / (1 - p)                      # noqa: E731
+    gain = M.CALIBRATED_GAIN * delta
+    frame0, frame3 = torch.arange(GRID.tokens) < GRID.tokens_per_frame, torch.arange(GRID.tokens) >= 3 * GRID.tokens_per_frame
+    added0, added3 = (flat >= 100) & frame0, (flat >= 100) & frame3
+    reference0 = before[(flat == 1) & frame0].mean()
+    reference_all = before[flat == 1].mean()
+    for rows, reference in ((added0, reference0), (added3, reference_all)):
+        wanted = torch.maximum(odds(before[rows]), odds(reference) * gain)
+        assert torch.allclose(odds(after[rows]), wanted, rtol=1e-4)
+    removed = flat == -1
+    frame1 = (torch.arange(GRID.tokens) >= GRID.tokens_per_frame) & (torch.arange(GRID.tokens) < 2 * GRID.tokens_per_frame)
+    background = before[(flat == 0) & frame1].mean()
+    wanted = torch.minimum(odds(before[removed]), odds(background) / gain)
+    assert torch.allclose(odds(after[removed]), wanted, rtol=1e-4)
+    untouched = (flat == 0) | (flat == 1)
+    assert torch.equal(after[untouched], before[untouched])
+
+
+def test_calibrated_bias_is_scale_free() -> None:
+    """The same layout on a model whose noun key is 8x weaker: the calibrated rule still puts the
+    added pixels at gain x the reference instances' attention odds (here the reference's share is
+    0.9999 on one model and 0.23 on the other), with no per-model constant."""
+    lab, positions = _calibration_layout()
+    layout = _layout({"cats": lab}, positions)
+    flat = lab.reshape(-1)
+    frame0 = torch.arange(GRID.tokens) < GRID.tokens_per_frame
+    odds = lambda p: p / (1 - p)                      # noqa: E731
+    lift = {}
+    for scale in (1.0, 0.125):
+        q, k, v = _qkv(1, 1, 8, 16, seed=9)
+        k[0, :, 0] = 0.0
+        k[0, 5] = 0.0
+        k[0, 5, 0] = 4.0 * scale                          # the noun's key, weaker on the second model
+        q[0, (flat >= 100) & frame0] = 0.0                # the added pixels attend evenly (to the noun 1/16)
+        q[0, (flat == 1) & frame0] = 0.0
+        q[0, (flat == 1) & frame0, 0] = 3.0 * math.sqrt(8)   # the instance attends to the noun
+        before = _shares(q, k, 1, [5])[0]
+        reference = odds(before[(flat == 1) & frame0].mean())
+        added = (flat >= 100) & frame0
+        assert bool((odds(before[added]) < M.CALIBRATED_GAIN * reference).all())
+        after = _shares(q, k, 1, [5], _biased_mask(q, k, 1, M.build_bias_plan(layout, rule="calibrated"), 1.0))[0]
+        lift[scale] = float((odds(after[added]) / reference).median())
+    assert lift[1.0] == pytest.approx(M.CALIBRATED_GAIN, rel=1e-2)   # float32 odds near share 1
+    assert lift[0.125] == pytest.approx(M.CALIBRATED_GAIN, rel=1e-3)
+
+
+@pytest.mark.parametrize("form", M.FORMS)
+def test_calibrated_bias_is_the_same_in_every_form_and_leaves_other_rows_bit_identical(form) -> None:
+    lab, positions = _calibration_layout()
+    plan = M.build_bias_plan(_layout({"cats": lab}, positions), modifier_positions={"cats": (4,)}, rule="calibrated")
+    q, k, v = _qkv(2, 3, 8, 16, seed=13)
+    expected = M.guided_cross_attention(q, k, v, 3, plan, 1.25, form="dense")
+    got = M.guided_cross_attention(q, k, v, 3, plan, 1.25, form=form, memory_budget=4096)
+    assert (got - expected).abs().max() < 1e-5
+    plain = M.plain_cross_attention(q, k, v, 3)
+    assert (got - plain).abs().max() > 1e-3
+    if form != "dense":
+        untouched = torch.ones(GRID.tokens, dtype=torch.bool)
+        untouched[plan.rows] = False
+        assert torch.equal(got[:, untouched], plain[:, untouched])
+
+
+def test_calibrated_plan_reads_few_reference_rows_and_aims_at_a_fixed_share_without_any() -> None:
+    lab = torch.zeros(GRID.frames, GRID.height, GRID.width, dtype=torch.int32)
+    lab[1, 0:2, 0:2] = 100                        # added, and no instance anywhere
+    plan = M.build_bias_plan(_layout({"cats": lab}, {"cats": (5,)}), rule="calibrated")
+    (group,) = plan.nouns[0].calibrated
+    assert group.adds and group.reference_rows.numel() == 0
+    q, k, v = _qkv(1, 1, 8, 16, seed=2)
+    after = _shares(q, k, 1, [5], _biased_mask(q, k, 1, plan, 1.0))[0][plan.rows]
+    target = M.NO_REFERENCE_SHARE / (1 - M.NO_REFERENCE_SHARE) * M.CALIBRATED_GAIN
+    assert torch.allclose(after / (1 - after), torch.full_like(after, target), rtol=1e-4)
+    big = TokenGrid(frames=1, height=40, width=40)
+    labels = torch.zeros(1, 40, 40, dtype=torch.int32)
+    labels[0, :30, :30] = 1
+    labels[0, 35:38, 35:38] = 100
+    layout = Layout(grid=big, targets=Targets(prompt="p", items=(CountTarget("cats", 2, (0, 1)),)),
+                    nouns=(NounLayout("cats", 2, (5,), labels, (2,)),), refined=True)
+    (group,) = M.build_bias_plan(layout, rule="calibrated").nouns[0].calibrated
+    assert group.reference_rows.numel() == M.MAX_REFERENCE_ROWS < 900
+    with pytest.raises(NuminaInputError, match="bias rule"):
+        M.build_bias_plan(layout, rule="strong")
