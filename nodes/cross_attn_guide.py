@@ -44,17 +44,17 @@ class NuminaCrossAttnGuide(io.ComfyNode):
                                tooltip="0 = published. Minimum logit boost (times the schedule's strength) for added "
                                        "instances: raise it when added instances do not appear, as on small models whose "
                                        "noun attention is weak (15 on the CountWorld model)."),
-                io.Boolean.Input("bias_modifiers", default=False, optional=True,
-                                 tooltip="False = published (the noun's tokens only). True also biases the words "
-                                         "between the numeral and the noun ('green' in 'four green circles'), so "
-                                         "added instances get the asked attributes, not only the noun."),
+                io.Boolean.Input("bias_modifiers", default=True, optional=True,
+                                 tooltip="True (default) also biases the words between the numeral and the noun "
+                                         "('green' in 'four green circles'), so added instances get the asked "
+                                         "attributes, not only the noun; False = published (the noun's tokens only)."),
             ],
             outputs=[io.Model.Output(), io.String.Output(display_name="report")],
             hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
-    def execute(cls, model, layout, bias_form, added_boost: float = 0.0, bias_modifiers: bool = False,
+    def execute(cls, model, layout, bias_form, added_boost: float = 0.0, bias_modifiers: bool = True,
                 bias: str = "calibrated") -> io.NodeOutput:
         node_id = getattr(getattr(cls, "hidden", None), "unique_id", None)
         guided, session, report = guide(model, layout, bias_form, added_boost, bias_modifiers,
@@ -64,7 +64,7 @@ class NuminaCrossAttnGuide(io.ComfyNode):
         return io.NodeOutput(guided, report, ui=report_ui(report))
 
 
-def guide(model, layout, bias_form: str, added_boost: float = 0.0, bias_modifiers: bool = False,
+def guide(model, layout, bias_form: str, added_boost: float = 0.0, bias_modifiers: bool = True,
           node_id: Optional[str] = None, rule: str = "calibrated") -> tuple[Any, Optional[attention_patch.GuideSession], str]:
     """(MODEL to sample, its guide session or None when nothing needs guidance, report)."""
     info = attention_patch.wan_info(model)

@@ -54,7 +54,7 @@ class NuminaSampler(io.ComfyNode):
                                        "published: the paper's fixed offsets (see the guide node)."),
                 io.Float.Input("added_boost", default=0.0, min=0.0, max=50.0, step=0.5, optional=True,
                                tooltip="0 = published. Minimum logit boost for added instances (see the guide node)."),
-                io.Boolean.Input("bias_modifiers", default=False, optional=True,
+                io.Boolean.Input("bias_modifiers", default=True, optional=True,
                                  tooltip="Also bias the words between the numeral and the noun (see the guide node)."),
                 io.Model.Input("low_noise_model", optional=True,
                                tooltip="Wan2.2 A14B: the low-noise expert, which samples from switch_step on."),
@@ -66,7 +66,7 @@ class NuminaSampler(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, capture, layout, bias_form, added_boost: float = 0.0, bias_modifiers: bool = False,
+    def execute(cls, model, capture, layout, bias_form, added_boost: float = 0.0, bias_modifiers: bool = True,
                 low_noise_model=None, switch_step: int = -1, bias: str = "calibrated") -> io.NodeOutput:
         _check(capture, layout)
         reference = capture.reference

@@ -414,12 +414,13 @@ class Numina:
     bias: str = "calibrated"
     bias_form: str = "auto"
     added_boost: float = 0.0
-    bias_modifiers: bool = False
+    bias_modifiers: bool = True
 
 
 # The published behaviour, as a preset: the published step and block, cross-attention of that block
 # only, the published readout (its reproduction) and the published fixed-offset bias in its dense form.
-PUBLISHED = Numina(cross_attention_blocks="capture block", mode="faithful", bias="published", bias_form="dense")
+PUBLISHED = Numina(cross_attention_blocks="capture block", mode="faithful", bias="published", bias_form="dense",
+                   bias_modifiers=False)
 
 
 def _prompts(g: Graph, clip: Output, positive: str, negative: str) -> tuple[Node, Node]:

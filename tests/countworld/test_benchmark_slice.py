@@ -4,7 +4,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 
 def test_benchmark_slice_runs_every_method_in_two_workers_and_reports(tmp_path):
@@ -12,16 +15,69 @@ def test_benchmark_slice_runs_every_method_in_two_workers_and_reports(tmp_path):
     done = subprocess.run(
         [sys.executable, os.path.join(ROOT, "benchmarks", "countworld_benchmark.py"), "--limit", "2", "--seeds", "1",
          "--steps", "6", "--jobs", "2", "--json", str(out)],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     report = json.loads(out.read_text())
-    assert set(report["summaries"]) == {"plain", "numina", "numina_published", "best_of_n"}
-    for summary in report["summaries"].values():
+    assert set(report["summaries"]) == {"plain", "numina", "numina_published", "best_of_2", "best_of_3",
+                                        "best_of_4", "numina_best_of_2"}
+    for name, summary in report["summaries"].items():
         assert summary["videos"] == 2 and summary["prompts"] == 2
         assert 0.0 <= summary["count_accuracy"] <= 1.0
         assert summary["seconds_per_video"] > 0
-    assert report["best_of_n_mean_n"] >= 1
+    cost = {name: s["evaluations_per_video"] for name, s in report["summaries"].items()}
+    assert cost["plain"] == 6 and [cost[f"best_of_{n}"] for n in (2, 3, 4)] == [12, 18, 24]
+    assert 6 <= cost["numina"] <= 6 + 4 + 6, "a NUMINA run costs N, or k + 1 + N evaluations when it guides"
+    assert cost["numina_best_of_2"] >= 2 * 6
+    for n in (2, 3, 4):   # an oracle pick over more draws of the same seeds is never worse
+        assert report["summaries"][f"best_of_{n}"]["count_accuracy"] >= report["summaries"]["plain"]["count_accuracy"]
+    gain = report["gain_over_plain"]["numina"]["published_metric"]
+    assert gain["low"] <= gain["gain"] <= gain["high"]
     reads = report["layout_reads"]
     assert len(reads) == 2 and all(r["read"] for r in reads), "each NUMINA run must record the layout it read"
-    assert report["numina_settings"]["reference_step"] == 3, "the tuned step 12 of 25, scaled to 6 steps"
-    assert "K=" in done.stdout and "layout read" in done.stdout
+    assert report["method_settings"]["numina"]["bias"] == "calibrated"
+    assert report["method_settings"]["numina_published"]["bias"] == "published"
+    assert "K=" in done.stdout and "layout read" in done.stdout and "bootstrap" in done.stdout
+
+
+def test_the_benchmarks_default_preset_is_what_the_nodes_default_to(comfy_booted):
+    """'numina' in the benchmark is what a user gets by dropping the nodes in: every preset value
+    is the node input's own default."""
+    from numina_dev import comfy_runtime
+
+    import countworld_benchmark as bench
+
+    defaults = {}
+    for node in ("NuminaAttentionCapture", "NuminaLayoutInfer", "NuminaSampler"):
+        schema = getattr(comfy_runtime.pack_module(node), node).define_schema()
+        defaults.update({i.id: i.default for i in schema.inputs if getattr(i, "default", None) is not None})
+    for key, value in bench.PRESETS["defaults"].items():
+        assert defaults[key] == value, key
+
+
+def test_bootstrap_interval_pairs_videos_and_covers_the_mean():
+    from countworld.evaluate import VideoResult
+
+    import countworld_benchmark as bench
+
+    def video(prompt, seed, count):
+        return VideoResult(prompt, seed, (("circles", 2),), {"circles": [count, count]}, 1.0)
+    base = [video(f"p{i}", s, 1) for i in range(10) for s in range(2)]
+    better = [video(f"p{i}", s, 2 if i < 5 else 1) for i in range(10) for s in range(2)]
+    gain = bench.bootstrap_gain(better, base)
+    assert gain["gain"] == pytest.approx(0.5) and gain["low"] < 0.5 < gain["high"] and gain["prompts"] == 10
+    assert bench.bootstrap_gain(base, base) == {"gain": 0.0, "low": 0.0, "high": 0.0, "prompts": 10}
+    with pytest.raises(ValueError):
+        bench.bootstrap_gain(better[::-1], base)
+
+
+def test_best_of_n_at_a_cost_mixes_the_two_neighbouring_n():
+    import countworld_benchmark as bench
+
+    summaries = {"plain": {"evaluations_per_video": 25.0, "count_accuracy": 0.3},
+                 "best_of_2": {"evaluations_per_video": 50.0, "count_accuracy": 0.4},
+                 "best_of_3": {"evaluations_per_video": 75.0, "count_accuracy": 0.45},
+                 "numina": {"evaluations_per_video": 35.0, "count_accuracy": 0.9}}
+    assert bench.best_of_at_cost(summaries, 35.0) == pytest.approx(0.34)
+    assert bench.best_of_at_cost(summaries, 62.5) == pytest.approx(0.425)
+    assert bench.best_of_at_cost(summaries, 25.0) == pytest.approx(0.3)
+    assert bench.best_of_at_cost(summaries, 80.0) is None
