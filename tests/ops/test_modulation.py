@@ -277,7 +277,13 @@ def _calibration_layout() -> tuple[torch.Tensor, dict]:
     return lab, {"cats": (5,)}
 
 
-def test_calibrated_bias_gives_added_pixels_the_reference_instances_share_on_one_head() -> None:
+@pytest.fixture
+def moderate_gain(monkeypatch):
+    """The rule's exactness is checked at a gain where float32 odds stay precise (shares < 0.999)."""
+    monkeypatch.setattr(M, "CALIBRATED_GAIN", 2.0)
+
+
+def test_calibrated_bias_gives_added_pixels_the_reference_instances_share_on_one_head(moderate_gain) -> None:
     """One head: adding b to the noun's logits multiplies its attention odds by e^b, so at strength
     delta the added pixels' share lands exactly on odds(reference share) x gain x delta, whatever
     the model's scale; removed pixels land on odds(background share) / (gain x delta)."""
@@ -307,7 +313,7 @@ def test_calibrated_bias_gives_added_pixels_the_reference_instances_share_on_one
     assert torch.equal(after[untouched], before[untouched])
 
 
-def test_calibrated_bias_is_scale_free() -> None:
+def test_calibrated_bias_is_scale_free(moderate_gain) -> None:
     """The same layout on a model whose noun key is 8x weaker: the calibrated rule still puts the
     added pixels at gain x the reference instances' attention odds (here the reference's share is
     0.9999 on one model and 0.23 on the other), with no per-model constant."""
@@ -335,6 +341,18 @@ def test_calibrated_bias_is_scale_free() -> None:
     assert lift[0.125] == pytest.approx(M.CALIBRATED_GAIN, rel=1e-3)
 
 
+def test_the_shipped_gain_makes_the_noun_dominate_added_pixels_and_vanish_from_removed_ones() -> None:
+    lab, positions = _calibration_layout()
+    plan = M.build_bias_plan(_layout({"cats": lab}, positions), rule="calibrated")
+    q, k, v = _qkv(1, 2, 8, 16, seed=21)
+    delta = M.strength(0, 25)
+    before = _shares(q, k, 2, [5])[0]
+    after = _shares(q, k, 2, [5], _biased_mask(q, k, 2, plan, delta))[0]
+    flat = lab.reshape(-1)
+    assert float(after[flat >= 100].min()) > 0.9 > float(before[flat >= 100].max())
+    assert float(after[flat == -1].max()) < 0.01 < float(before[flat == -1].min())
+
+
 @pytest.mark.parametrize("form", M.FORMS)
 def test_calibrated_bias_is_the_same_in_every_form_and_leaves_other_rows_bit_identical(form) -> None:
     lab, positions = _calibration_layout()
@@ -351,7 +369,7 @@ def test_calibrated_bias_is_the_same_in_every_form_and_leaves_other_rows_bit_ide
         assert torch.equal(got[:, untouched], plain[:, untouched])
 
 
-def test_calibrated_plan_reads_few_reference_rows_and_aims_at_a_fixed_share_without_any() -> None:
+def test_calibrated_plan_reads_few_reference_rows_and_aims_at_a_fixed_share_without_any(moderate_gain) -> None:
     lab = torch.zeros(GRID.frames, GRID.height, GRID.width, dtype=torch.int32)
     lab[1, 0:2, 0:2] = 100                        # added, and no instance anywhere
     plan = M.build_bias_plan(_layout({"cats": lab}, {"cats": (5,)}), rule="calibrated")
