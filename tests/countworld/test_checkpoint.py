@@ -8,11 +8,14 @@ from countworld import counter, world
 from countworld.evaluate import CHECKPOINT, ComfyPipeline
 
 CHECKPOINT_PATH = os.path.join(os.path.dirname(counter.__file__), "checkpoints", CHECKPOINT)
+SECOND_CHECKPOINT = "countworld_wan21_t2v_s1.safetensors"     # the held-out model: another seed, chose nothing
 
 
-def test_checkpoint_is_committed_and_small():
-    assert os.path.exists(CHECKPOINT_PATH), "countworld/checkpoints/countworld_wan21_t2v.safetensors is missing"
-    assert os.path.getsize(CHECKPOINT_PATH) <= 20 * 1024 * 1024
+@pytest.mark.parametrize("name", [CHECKPOINT, SECOND_CHECKPOINT])
+def test_checkpoints_are_committed_and_small(name):
+    path = os.path.join(os.path.dirname(counter.__file__), "checkpoints", name)
+    assert os.path.exists(path), f"countworld/checkpoints/{name} is missing"
+    assert os.path.getsize(path) <= 20 * 1024 * 1024
 
 
 @pytest.fixture(scope="module")
@@ -48,4 +51,16 @@ def test_checkpoint_loads_through_unetloader_as_wan21_and_draws_countable_object
     nouns = counter.noun_map(counter.to_model_space(samples)[0])
     assert (nouns == -1).mean() > 0.6, "a trained model draws mostly background"
     counts = counter.count_samples(samples)[0]
+    assert counts["circles"].min() >= 1, "the named noun should appear"
+
+
+def test_the_second_model_is_another_trained_wan21_that_counts(comfy_booted):
+    second = ComfyPipeline(checkpoint=SECOND_CHECKPOINT)
+    config = second.model.model.model_config
+    assert type(config).__name__ == "WAN21_T2V" and config.unet_config["num_layers"] == 4
+    first = ComfyPipeline()
+    a = first.model.model.diffusion_model.state_dict()
+    b = second.model.model.diffusion_model.state_dict()
+    assert any(not torch.equal(a[k], b[k]) for k in a), "the held-out model must be another training run"
+    counts = counter.count_samples(second.sample("two red circles drifting on a grey background", seed=0, steps=12))[0]
     assert counts["circles"].min() >= 1, "the named noun should appear"
