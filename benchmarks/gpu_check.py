@@ -585,6 +585,8 @@ def attention_inputs(shape: dict, dtype: torch.dtype, device: torch.device, batc
 
 # =============================================================================== micro-benchmarks
 
+BIAS_RULE = {"rule": "calibrated"}    # set from --bias-rule in main()
+
 def micro_guided_attention(comfy: Comfy, dev: Device, shapes: dict, dtypes: list[torch.dtype], repeats: int,
                            rows: list) -> None:
     """One guided call per form vs one plain SDPA call, one cond row; errors vs fp32; bit-identity."""
@@ -593,7 +595,7 @@ def micro_guided_attention(comfy: Comfy, dev: Device, shapes: dict, dtypes: list
     delta = M.strength(*DELTA_STEP)
     for name, shape in shapes.items():
         layout, labels = synthetic_layout(comfy, shape["grid"], "wan21")
-        plan = M.build_bias_plan(layout)
+        plan = M.build_bias_plan(layout, rule=BIAS_RULE["rule"])
         L = layout.grid.tokens
         biased = plan.rows.to(dev.torch_device)
         unbiased = torch.ones(L, dtype=torch.bool, device=dev.torch_device)
@@ -1411,6 +1413,8 @@ def parse_args(argv=None):
                    help="sampling steps of every pass: N for all models, or one per model in --models order "
                         "(default: 1.3b 8, 5b 4, 14b 4)")
     p.add_argument("--forms", default="dense,sparse,fast,auto", help="bias forms for the guided passes")
+    p.add_argument("--bias-rule", default="calibrated", choices=("calibrated", "published"),
+                   help="bias rule of the one-call micro-benchmark (the guided passes use the node's default)")
     p.add_argument("--measure-auto", action="store_true",
                    help="sample 'auto' even when it resolves to a form already measured")
     p.add_argument("--prompt", default=PROMPT, help=f"prompt of the model runs (default {PROMPT!r})")
@@ -1459,6 +1463,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     global PACK_LOG
     args = parse_args(argv)
+    BIAS_RULE["rule"] = args.bias_rule
     budget = Budget(args.budget_s)
     if args.threads:
         torch.set_num_threads(args.threads)
