@@ -168,6 +168,7 @@ class NuminaAttentionCapture(io.ComfyNode):
                                                  memory_budget=int(memory_budget_mb) * 2**20, cross_blocks=cross_blocks)
         patched = attention_patch.install(model, session)
         state, reference = sampling.reference_pass(patched, settings, positive, negative, latent, step)
+        session.settle()
         if not session.complete:
             raise NuminaInputError(
                 f"the reference pass never reached block {block_index} at step {step} with a cond row; "
@@ -176,9 +177,13 @@ class NuminaAttentionCapture(io.ComfyNode):
             session.reading, session.cross_maps, targets, positions, step_index=step, total_steps=steps,
             block_index=block_index, total_blocks=info.blocks, model_family=info.family,
             schedule=sampling.sigmas_of(patched, settings),
-            modifier_positions=modifier_token_positions(targets, pieces), reference=state, cross_blocks=cross_blocks)
+            modifier_positions=modifier_token_positions(targets, pieces), reference=state,
+            cross_blocks=session.cross_blocks_read)
         wanted = ", ".join(f"{t.count} x {t.noun}" for t in targets.items)
-        crossed = "every block" if len(cross_blocks) > 1 else "the same block"
+        read = session.cross_blocks_read
+        crossed = ("the same block" if len(cross_blocks) == 1 else "every block" if read == cross_blocks
+                   else f"{len(read)} of {len(cross_blocks)} blocks (the others did not run at this step: a node "
+                        "that skips blocks?)")
         report = f"NUMINA capture: {wanted}; read self-attention in block {block_index}/{info.blocks} and " \
                  f"cross-attention in {crossed} at step {step}/{steps} on a {grid.frames}x{grid.height}x{grid.width} token grid"
         if targets.notes:

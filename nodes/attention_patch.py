@@ -389,6 +389,16 @@ class CaptureSession(_Session):
     def complete(self) -> bool:
         return self.reading is not None and self.cross_maps is not None
 
+    @property
+    def cross_blocks_read(self) -> tuple[int, ...]:
+        return tuple(sorted(self._cross_read))
+
+    def settle(self) -> None:
+        """After the pass: when some of `cross_blocks` never ran at the step (a node that skips
+        blocks, e.g. a block cache), the nouns' maps are the mean over the blocks that did."""
+        if self.cross_maps is None and self._cross_read:
+            self.cross_maps = capture_ops.mean_maps(list(self._cross_read.values()))
+
     def attend(self, kind, q, k, v, heads, block, forward, plain):
         if forward.step != self.step or kind not in (SELF, TEXT) or not forward.cond or self.complete:
             return plain()

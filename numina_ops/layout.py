@@ -1,6 +1,6 @@
 """Layout and count: per noun and latent frame, which tokens belong to which instance.
 
-Two readouts share one interface (`segment_frame`, `infer_layout`):
+The readouts share one interface (`segment_frame`, `infer_layout`):
 
 * ``"faithful"``: the published readout.  5-D features (the chosen head's 3 rank-3 components
   plus 0.5 x (row, col) normalised by ``linspace(0, 1, H)`` / ``linspace(0, 1, W)``), mean shift

@@ -22,8 +22,13 @@ rows (video tokens) the refined layout edited:
 
 If two nouns share a token column, their biases on a shared row add up.
 
-Not in the published method (both off by default; the node inputs `bias_modifiers` and
-`added_boost`): ``modifier_positions`` (the words between a noun's numeral and the noun) are
+Not in the published method: the **calibrated rule** (``rule="calibrated"``, the nodes' default;
+:func:`calibrated_bias`), which replaces the three kinds above by one: every edited pixel's bias is
+computed at each call from that call's attention shares (added pixels lifted to the odds of the
+frame's existing instances' share times ``CALIBRATED_GAIN * delta``, removed pixels lowered to the
+background's over it), so one setting fits models whose noun attention differs by orders of
+magnitude.  Also not published (the node inputs `bias_modifiers`, on by default, and
+`added_boost`, 0 by default): ``modifier_positions`` (the words between a noun's numeral and the noun) are
 biased with the noun's own tokens: the published bias on the noun token alone adds a "circle"
 whose colour the model picks itself.  ``added_boost`` gives every added pixel a bias of at least
 ``added_boost * delta``.  The published matched rule targets ``delta * m_ref``,
@@ -479,7 +484,7 @@ def bias_values(q: torch.Tensor, k: torch.Tensor, heads: int, plan: PreparedPlan
 
 def sparse_mask(q: torch.Tensor, k: torch.Tensor, heads: int, plan: PreparedPlan, delta: float) -> torch.Tensor:
     """The biased rows' SDPA mask [B or 1, 1, R, ctx] in q's dtype: the forward's cached constant
-    part, plus the matched rows' q-dependent bias when the plan has any."""
+    part, plus the matched and calibrated rows' q-dependent bias when the plan has any."""
     mask = plan.constant_mask(delta, q.dtype, k.shape[1])
     if not plan.matched and not plan.calibrated:
         return mask

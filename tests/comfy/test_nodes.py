@@ -186,3 +186,15 @@ def test_reference_latent_continued_to_the_end_equals_the_plain_run(run, comfy, 
         capture.step_index + 1, 10000, "disable")[0]["samples"]
     plain = run.sample(tiny_model)
     assert torch.allclose(continued, plain, atol=1e-4, rtol=1e-4), float((continued - plain).abs().max())
+
+
+def test_a_node_that_skips_blocks_leaves_the_mean_over_the_blocks_that_ran_and_says_so(run, tiny_model):
+    """A block-skipping node (here a dit replace patch that passes block 0 through): the capture's
+    cross-attention is the mean over the blocks that ran, and the report names how many."""
+    skipping = tiny_model.clone()
+    skipping.set_model_patch_replace(lambda args, extra: {"img": args["img"]}, "dit", "double_block", 0)
+    capture, _, report = run.capture(step=2, block=1, model=skipping)
+    assert capture.cross_blocks == (1,)
+    assert "cross-attention in 1 of 2 blocks" in report
+    alone = run.capture(step=2, block=1, model=skipping, cross_attention_blocks="capture block")[0]
+    assert torch.equal(capture.nouns[0].cross_attention, alone.nouns[0].cross_attention)
