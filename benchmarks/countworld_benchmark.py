@@ -218,8 +218,8 @@ def plot(summaries: dict[str, dict], in_colour: dict[str, dict], path: str, titl
         left.annotate(name + (" (oracle)" if "best_of" in name else ""), (s["evaluations_per_video"], s["count_accuracy"]),
                       fontsize=7, xytext=(4, 4), textcoords="offset points")
     left.set_xlabel("model evaluations per video")
-    left.set_ylabel("count accuracy (filled: published metric, open: in the asked colour)")
-    left.set_title("accuracy against cost", fontsize=10)
+    left.set_ylabel("count accuracy")
+    left.set_title("accuracy against cost (filled: published metric; open: in the asked colour)", fontsize=9)
     counts = sorted({int(k) for s in summaries.values() for k in s["exact_by_target_count"]})
     shown = [m for m in summaries if m in ("plain", "numina", "numina_published", "best_of_2")]
     width = 0.8 / max(len(shown), 1)
@@ -391,8 +391,14 @@ def main() -> None:
     parser.add_argument("--share", default="", help=argparse.SUPPRESS)      # "j/jobs": run as a worker
     parser.add_argument("--json", default="")
     parser.add_argument("--plot", default="")
+    parser.add_argument("--replot", default="", help="only draw --plot again from this report JSON")
     args = parser.parse_args()
     args.numina_overrides = parse_overrides(args.numina)
+    if args.replot:
+        with open(args.replot) as f:
+            done = json.load(f)
+        plot(done["summaries"], done["summaries_in_colour"], args.plot, f"{done['checkpoint']}, {done['set']} prompts")
+        return
 
     torch.set_num_threads(args.threads)
     methods = [m for m in args.methods.split(",") if m]
