@@ -94,7 +94,8 @@ class NuminaAttentionCapture(io.ComfyNode):
                 io.Int.Input("reference_step", default=-1, min=-1, max=9999,
                              tooltip="0-based step whose attention is read; -1 = the published step 20 of 50 scaled to your steps."),
                 io.Int.Input("block", default=-1, min=-1, max=99,
-                             tooltip="0-based transformer block read; -1 = the published block 15 of 30 scaled to the model's depth."),
+                             tooltip="0-based transformer block whose self-attention is read; -1 = the published block 15 of 30 "
+                                     "scaled to the model's depth."),
                 io.Combo.Input("cross_attention_blocks", options=CROSS_BLOCK_OPTIONS, default="all", optional=True,
                                tooltip="all: the nouns' cross-attention is the mean over every block at the reference "
                                        "step (reads counts better than any one block on the models measured); "

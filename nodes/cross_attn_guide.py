@@ -41,9 +41,9 @@ class NuminaCrossAttnGuide(io.ComfyNode):
                                        "model; published: the paper's fixed offsets (-10 on removed, +0.8 on empty "
                                        "frames, matched logits), weak on models whose noun attention is small."),
                 io.Float.Input("added_boost", default=0.0, min=0.0, max=50.0, step=0.5, optional=True,
-                               tooltip="0 = published. Minimum logit boost (times the schedule's strength) for added "
-                                       "instances: raise it when added instances do not appear, as on small models whose "
-                                       "noun attention is weak (15 on the CountWorld model)."),
+                               tooltip="0 = none. A manual floor: every added pixel's logit bias is at least this "
+                                       "times the schedule's strength, with either bias rule; for a model where added "
+                                       "instances still do not appear."),
                 io.Boolean.Input("bias_modifiers", default=True, optional=True,
                                  tooltip="True (default) also biases the words between the numeral and the noun "
                                          "('green' in 'four green circles'), so added instances get the asked "

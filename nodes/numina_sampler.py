@@ -53,7 +53,7 @@ class NuminaSampler(io.ComfyNode):
                                tooltip="calibrated: biases computed from the model's own attention at every step; "
                                        "published: the paper's fixed offsets (see the guide node)."),
                 io.Float.Input("added_boost", default=0.0, min=0.0, max=50.0, step=0.5, optional=True,
-                               tooltip="0 = published. Minimum logit boost for added instances (see the guide node)."),
+                               tooltip="0 = none. A manual floor for added instances' bias (see the guide node)."),
                 io.Boolean.Input("bias_modifiers", default=True, optional=True,
                                  tooltip="Also bias the words between the numeral and the noun (see the guide node)."),
                 io.Model.Input("low_noise_model", optional=True,
