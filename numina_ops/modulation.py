@@ -62,7 +62,7 @@ RULES = ("calibrated", "published")
 # each bias to the model's own attention.
 CALIBRATED_GAIN = 512.0
 NO_REFERENCE_SHARE = 0.25
-MAX_REFERENCE_ROWS = 512
+MAX_REFERENCE_ROWS = 64
 
 FORMS = ("dense", "sparse", "fast")
 # "sparse" everywhere: it is the form that leaves every unbiased row bit-identical to what the
