@@ -6,8 +6,8 @@ own `read_cross_attention`) and the self-attention reading (`read_self_attention
 the final frames with the CountWorld counter.  `--analyse` scores readouts offline against those
 final counts: how often a readout's count equals the final count, per target count K.
 
-    .numina_env/venv/bin/python benchmarks/countworld_readout_study.py --set tuning --seeds 2 \
-        --out /tmp/readout_tuning.pt
+    .numina_env/venv/bin/python benchmarks/countworld_readout_study.py --set tuning --seeds 4 \
+        --out /tmp/readout_tuning.pt                                       # about 5 min
     .numina_env/venv/bin/python benchmarks/countworld_readout_study.py --analyse /tmp/readout_tuning.pt
 
 Nothing here is used at run time: it is how the readout defaults were chosen (tuning prompts of
@@ -80,8 +80,77 @@ def record(args: argparse.Namespace) -> None:
                            "final": {n: [int(c) for c in final[world.plural_noun(n)]] for n in positions},
                            "cross": session.cross, "features": session.features})
         print(f"[{i + 1}/{len(prompts)}] {prompt!r} {time.time() - started:.0f} s", flush=True)
-    torch.save({"steps": args.steps, "blocks": info.blocks, "grid": tuple(grid.__dict__.values()) if hasattr(grid, "__dict__") else None,
-                "checkpoint": args.checkpoint, "videos": videos}, args.out)
+    torch.save({"steps": args.steps, "blocks": info.blocks, "checkpoint": args.checkpoint, "videos": videos}, args.out)
+
+
+# ----------------------------------------------------------------------------- analysis
+
+def _cross_counts(maps: np.ndarray, level: float, sigma: float) -> list[int]:
+    from scipy import ndimage
+
+    from numina_ops import layout as L
+    out = []
+    for m in maps:
+        contrast = L._contrast(ndimage.gaussian_filter(m.astype(np.float64), sigma, mode="nearest"))
+        regions, n = ndimage.label(contrast > level)
+        out.append(int(L._relabel_large(regions, n + 1, L.CROSS_MIN_AREA).max()))
+    return out
+
+
+def analyse(path: str) -> None:
+    """Print how often each readout's count equals the final count, by target count K."""
+    from numina_ops import layout as L
+
+    data = torch.load(path, weights_only=False)
+    videos, blocks = data["videos"], data["blocks"]
+    every = range(blocks)
+
+    def maps(v, noun, steps, chosen) -> np.ndarray:
+        return np.stack([v["cross"][(s, b)][noun].numpy() for s in steps for b in chosen]).mean(0)
+
+    def score(read, label: str) -> None:
+        hits = defaultdict(list)
+        for v in videos:
+            for noun, k in v["targets"].items():
+                for f, c in enumerate(read(v, noun)):
+                    hits[k].append(c == v["final"][noun][f])
+        total = np.mean([x for h in hits.values() for x in h])
+        print(f"{label:46s} all {total:.3f} | K " + " ".join(f"{np.mean(hits[k]):.2f}" for k in sorted(hits)), flush=True)
+
+    print(f"{len(videos)} videos of {data['checkpoint']}; count read == counter's count of the final frame")
+    for step in (10, 12, 15, 18, 21, 24):
+        for b in every:
+            score(lambda v, n: _cross_counts(maps(v, n, [step], [b]), L.CROSS_LEVEL, 0.7), f"step {step}, block {b} (sigma 0.7)")
+        score(lambda v, n: _cross_counts(maps(v, n, [step], every), L.CROSS_LEVEL, 0.7), f"step {step}, mean of all blocks (sigma 0.7)")
+        score(lambda v, n: _cross_counts(maps(v, n, [step], every), L.CROSS_LEVEL, 0.5), f"step {step}, mean of all blocks (sigma 0.5)")
+    for level in (0.25, 0.30, 0.45, 0.55):
+        score(lambda v, n: _cross_counts(maps(v, n, [12], every), level, 0.5), f"step 12, mean, level {level}")
+    for first, run in ((12, 2), (12, 3), (12, 4), (10, 3)):
+        stops = []
+
+        def stable(v, noun, first=first, run=run):
+            history = []
+            for step in range(first - run + 1, data["steps"]):
+                counts = {m: _cross_counts(maps(v, m, [step], every), L.CROSS_LEVEL, 0.5) for m in v["targets"]}
+                history.append(counts)
+                if step >= first and len(history) >= run and all(h == counts for h in history[-run:]):
+                    break
+            stops.append(step)
+            return counts[noun]
+        score(stable, f"stop once stable for {run} steps from step {first}")
+        print(f"{'':46s} mean stop step {np.mean(stops):.1f}")
+    for step in (12,):
+        def voted(v, noun, step=step):
+            m = maps(v, noun, [step], every)
+            per_level = np.array([_cross_counts(m, level, 0.5) for level in np.linspace(0.2, 0.6, 9)])
+            return [int(np.median(per_level[:, f])) for f in range(per_level.shape[1])]
+        score(voted, f"step {step}, median count over levels 0.2-0.6")
+    for step in (12, 24):
+        def by_default(v, noun, step=step):
+            labels = L._segment_default_video(v["features"][(step, blocks - 1)].numpy(),
+                                              maps(v, noun, [step], every), temporal=True)
+            return [int(len(np.unique(f[f > 0]))) for f in labels]
+        score(by_default, f"step {step}, self-attention readout (last block)")
 
 
 def main() -> None:
@@ -94,8 +163,12 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=evaluate.CHECKPOINT)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="/tmp/readout_study.pt")
+    parser.add_argument("--analyse", default="", help="score readouts on a recording made with --out")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.analyse:
+        analyse(args.analyse)
+        return
     record(args)
 
 

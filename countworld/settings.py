@@ -18,8 +18,8 @@ frame): the mean cross-attention over all blocks beats every single block at eve
 later reads better (mean map, sigma 0.5: step 10 0.41, 12 0.44, 15 0.49, 18 0.51, 21 0.56, 24
 0.58); stopping the reference pass once the count read has been stable for 2-4 steps reads no
 better than a fixed step of the same mean cost (e.g. stable for 3 steps from step 12: 0.49 at a
-mean step of 14.5, fixed step 15: 0.49); a count voted over thresholds 0.2-0.6 instead of the
-fixed 0.35: 0.36-0.45 against 0.41-0.44.  The self-attention (`default`) readout finds no
+mean step of 14.5, fixed step 15: 0.49); the median count over thresholds 0.2-0.6 instead of the
+fixed 0.35: 0.45 against 0.44 at step 12.  The self-attention (`default`) readout finds no
 objects on this model at any step or block (0.18, i.e. only the K = 1 frames it reads as empty
 and that are empty), so `auto` reads cross-attention here.
 """

@@ -38,7 +38,7 @@ import torch
 from scipy import ndimage
 
 from .capture import Progress
-from .records import (BACKGROUND, Capture, Layout, NounLayout, NuminaInputError, Targets)
+from .records import Capture, Layout, NounLayout, NuminaInputError, Targets
 
 MODES = ("auto", "default", "faithful", "cross")
 
