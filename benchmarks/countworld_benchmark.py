@@ -73,7 +73,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 # method -> preset; "numina" takes --numina overrides (tuning experiments)
 NUMINA_METHODS = {"numina": "defaults", "numina_published": "published", "numina_tuned": "tuned"}
-BEST_OF = (2, 3, 4)          # best-of-N with the counter as an oracle, N plain seeds
 SECOND_MODEL = "countworld_wan21_t2v_s1.safetensors"   # trained with another seed; chooses nothing
 METHODS = ("plain", "numina", "numina_published", "best_of_2", "best_of_3", "best_of_4", "numina_best_of_2")
 
