@@ -325,20 +325,12 @@ def prepare_plan(plan: BiasPlan, device: torch.device | str) -> PreparedPlan:
                 unit[torch.searchsorted(rows, kind_rows)[:, None], c_idx[None, :]] += value
         if not noun.matched:
             continue
-        added = torch.cat([g.rows for g in noun.matched])
-        references = torch.cat([g.reference_rows for g in noun.matched])
-        average = torch.zeros(len(noun.matched), references.numel(), dtype=torch.float32, device="cpu")
-        start = 0
-        for g, group in enumerate(noun.matched):
-            size = group.reference_rows.numel()
-            average[g, start:start + size] = 1.0 / size
-            start += size
+        added, references, group_of, average = _flatten_groups(noun.matched)
         matched.append(MatchedBias(
             row_slots=torch.searchsorted(rows, added).to(device),
             gathered_rows=torch.cat([added, references]).to(device),
             added_count=int(added.numel()),
-            group_of_added=torch.cat([torch.full((g.rows.numel(),), i, dtype=torch.long, device="cpu")
-                                      for i, g in enumerate(noun.matched)]).to(device),
+            group_of_added=group_of.to(device),
             reference_average=average.to(device),
             column_slots=c_idx.to(device),
             columns=noun.columns.to(device)))
@@ -348,11 +340,14 @@ def prepare_plan(plan: BiasPlan, device: torch.device | str) -> PreparedPlan:
                         max_column=int(columns.max()) if columns.numel() else -1, calibrated=tuple(calibrated))
 
 
-def _prepare_calibrated(noun: NounBias, rows: torch.Tensor, columns: torch.Tensor,
-                        device: torch.device | str) -> CalibratedBias:
-    groups = noun.calibrated
+def _flatten_groups(groups) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Groups of (rows, reference_rows) as flat CPU tensors: every group's rows, every group's
+    reference rows, each row's group, and the [G, m] matrix whose row g averages group g's
+    reference rows (a zero row for a group without any)."""
     edited = torch.cat([g.rows for g in groups])
     references = torch.cat([g.reference_rows for g in groups])
+    group_of = torch.cat([torch.full((g.rows.numel(),), i, dtype=torch.long, device="cpu")
+                          for i, g in enumerate(groups)])
     average = torch.zeros(len(groups), references.numel(), dtype=torch.float32, device="cpu")
     start = 0
     for g, group in enumerate(groups):
@@ -360,13 +355,19 @@ def _prepare_calibrated(noun: NounBias, rows: torch.Tensor, columns: torch.Tenso
         if size:
             average[g, start:start + size] = 1.0 / size
         start += size
+    return edited, references, group_of, average
+
+
+def _prepare_calibrated(noun: NounBias, rows: torch.Tensor, columns: torch.Tensor,
+                        device: torch.device | str) -> CalibratedBias:
+    groups = noun.calibrated
+    edited, references, group_of, average = _flatten_groups(groups)
     direction = torch.cat([torch.full((g.rows.numel(),), 1.0 if g.adds else -1.0, device="cpu") for g in groups])
     return CalibratedBias(
         row_slots=torch.searchsorted(rows, edited).to(device),
         gathered_rows=torch.cat([edited, references]).to(device),
         edited_count=int(edited.numel()),
-        group_of_edited=torch.cat([torch.full((g.rows.numel(),), i, dtype=torch.long, device="cpu")
-                                   for i, g in enumerate(groups)]).to(device),
+        group_of_edited=group_of.to(device),
         direction=direction.to(device),
         reference_average=average.to(device),
         has_reference=torch.tensor([g.reference_rows.numel() > 0 for g in groups], device="cpu").to(device),
