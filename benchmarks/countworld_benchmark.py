@@ -15,6 +15,14 @@ same seeds, for one CountWorld model (--checkpoint; the second model chose nothi
   best_of_N          N plain seeds (seed, seed + 1000, ...), the video the counter scores best: an
                      ORACLE no user has (the counter is the benchmark's judge), N = 2, 3, 4
   numina_best_of_2   NUMINA on seeds seed and seed + 1000, the counter's pick (also an oracle)
+  checked_N          the run that checks itself (NuminaCheckedSampler) with at most N tries (seeds seed,
+                     seed + 1, ...), judged on the decoded frames by the CountWorld frame counter (a
+                     near-perfect judge here, not the latent counter the metric uses); N = 2, 3
+  checked_erring_N   the same with a judge that adds or misses one object in 20 % of noun-frames
+                     (seeded): what a detector's mistakes cost
+  The tries of checked_2 are the first two of checked_3 (the node is deterministic and stops at the
+  first try with every count right; tests/comfy/test_count_check.py checks the prefix), so one run
+  of the node with 3 tries gives both: checked_2 is the best of its first two tries.
 Cost is counted in model evaluations (Wan forward calls, one per step at CFG 1): plain N, a NUMINA
 run N when the counts read are right (NuminaSampler finishes the reference pass) or k + 1 + N when
 it guides (k the reference step).  Reports the published metric (per frame, fraction of nouns
@@ -75,6 +83,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 NUMINA_METHODS = {"numina": "defaults", "numina_published": "published", "numina_tuned": "tuned"}
 SECOND_MODEL = "countworld_wan21_t2v_s1.safetensors"   # trained with another seed; chooses nothing
 METHODS = ("plain", "numina", "numina_published", "best_of_2", "best_of_3", "best_of_4", "numina_best_of_2")
+CHECKED_METHODS = ("checked_2", "checked_3", "checked_erring_2", "checked_erring_3")
+JUDGE_ERROR_RATE = 0.2      # the erring judge: one object added or missed in this share of noun-frames
 
 
 def numina_graph(prompt: str, seed: int, steps: int, cfg: float, prefix: str, settings: dict[str, Any],
@@ -105,6 +115,34 @@ def numina_graph(prompt: str, seed: int, steps: int, cfg: float, prefix: str, se
                                                          "bias_modifiers": bool(settings["bias_modifiers"])}},
         "11": {"class_type": "SaveLatent", "inputs": {"samples": ["10", 0], "filename_prefix": prefix}},
     }
+
+
+def checked_graph(prompt: str, seed: int, steps: int, cfg: float, settings: dict[str, Any], tries: int,
+                  error_rate: float, checkpoint: str = evaluate.CHECKPOINT) -> dict[str, Any]:
+    """API-format graph: Capture -> NuminaCheckedSampler (decode: the fixed RGB decode of the
+    latent-space world; judge: the CountWorld frame counter, erring at ``error_rate``)."""
+    graph = numina_graph(prompt, seed, steps, cfg, "unused", settings, checkpoint)
+    for node in ("8", "9", "10", "11"):
+        del graph[node]
+    graph["12"] = {"class_type": "NuminaLatentRGBVAE", "inputs": {"upscale": 8}}
+    graph["13"] = {"class_type": "NuminaCountWorldCounterLoader",
+                   "inputs": {"error_rate": error_rate, "error_seed": seed}}
+    graph["14"] = {"class_type": "NuminaCheckedSampler",
+                   "inputs": {"model": ["2", 0], "capture": ["7", 0], "vae": ["12", 0], "counter": ["13", 0],
+                              "tries": tries, "mode": settings["mode"], "bias_form": settings["bias_form"],
+                              "bias": settings["bias"], "added_boost": settings["added_boost"],
+                              "bias_modifiers": bool(settings["bias_modifiers"])}}
+    return graph
+
+
+def checked_prefix(run: Any, tries: int) -> tuple[torch.Tensor, int]:
+    """What the checked sampler with at most ``tries`` tries returns, from a run with as many or
+    more: its first tries (it stops at the first all-right try, so they are the same), the best
+    score kept, their model evaluations summed."""
+    from numina_ops.judge import best_try
+
+    first = run.tries[:tries]
+    return first[best_try([t.check.score for t in first])].samples, sum(t.evaluations for t in first)
 
 
 class EvaluationCounter:
@@ -165,6 +203,19 @@ class Runner:
             self._remember_layout(prompt, seed, executor)
         return latent
 
+    def checked(self, prompt: str, seed: int, settings: dict[str, Any], tries: int, error_rate: float) -> Any:
+        """Every try of NuminaCheckedSampler (its `tries` output, a CheckedRun) run in a graph."""
+        executor, server = self.comfy_runtime.execute_graph(
+            checked_graph(prompt, seed, self.steps, self.cfg, settings, tries, error_rate, self.checkpoint))
+        if not executor.success:
+            raise RuntimeError(f"checked graph failed for {prompt!r}: {self.comfy_runtime.execution_error(server)}")
+        outputs = self.comfy_runtime.cached_outputs(executor, "14")
+        run, latent = outputs[4][0], outputs[1][0]
+        kept, _ = checked_prefix(run, tries)
+        if not torch.equal(kept, latent["samples"].cpu()):
+            raise RuntimeError("the checked sampler's output is not the best of its own tries")
+        return run
+
     def _remember_layout(self, prompt: str, seed: int, executor: Any) -> None:
         """The layout NUMINA read at the reference step (before refinement), per noun per frame."""
         outputs = self.comfy_runtime.cached_outputs(executor, "8")  # get() is a coroutine on 0.33
@@ -210,7 +261,8 @@ def plot(summaries: dict[str, dict], in_colour: dict[str, dict], path: str, titl
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
     for name, s in summaries.items():
-        marker = "s" if name.startswith("numina") else ("o" if name == "plain" else "^")
+        marker = ("s" if name.startswith("numina") else "D" if name.startswith("checked") else
+                  "o" if name == "plain" else "^")
         left.scatter(s["evaluations_per_video"], s["count_accuracy"], marker=marker, s=50)
         left.scatter(s["evaluations_per_video"], in_colour[name]["count_accuracy"], marker=marker, s=25,
                      facecolors="none", edgecolors="grey")
@@ -220,7 +272,7 @@ def plot(summaries: dict[str, dict], in_colour: dict[str, dict], path: str, titl
     left.set_ylabel("count accuracy")
     left.set_title("accuracy against cost (filled: published metric; open: in the asked colour)", fontsize=9)
     counts = sorted({int(k) for s in summaries.values() for k in s["exact_by_target_count"]})
-    shown = [m for m in summaries if m in ("plain", "numina", "numina_published", "best_of_2")]
+    shown = [m for m in summaries if m in ("plain", "numina", "numina_published", "best_of_2", "checked_2")]
     width = 0.8 / max(len(shown), 1)
     for i, name in enumerate(shown):
         s = summaries[name]
@@ -261,6 +313,9 @@ def run_share(args: argparse.Namespace, methods: list[str], prompts: list[str]) 
     in_colour: dict[str, list[evaluate.VideoResult]] = {m: [] for m in methods}
     draws_needed = max([int(m[len("best_of_"):]) for m in methods if m.startswith("best_of_")] + [1])
     ran = ["plain"] + [m for m in NUMINA_METHODS if m in methods or (m == "numina" and "numina_best_of_2" in methods)]
+    loops = {rate: max(int(m.rsplit("_", 1)[1]) for m in methods if m.startswith(prefix))
+             for prefix, rate in (("checked_erring_", JUDGE_ERROR_RATE), ("checked_", 0.0))
+             if any(m.startswith(prefix) and m[len(prefix):].isdigit() for m in methods)}
 
     def timed(fn) -> tuple[torch.Tensor, int, float]:
         t0 = time.time()
@@ -279,6 +334,11 @@ def run_share(args: argparse.Namespace, methods: list[str], prompts: list[str]) 
                     made[method] = timed(lambda: runner.numina(prompt, seed, method_settings(args, method),
                                                               record=method == "numina"))
             draws = [made["plain"]] + [timed(lambda: runner.plain(prompt, seed + 1000 * d)) for d in range(1, draws_needed)]
+            checked = {}
+            for rate, tries in loops.items():
+                t0 = time.time()
+                run = runner.checked(prompt, seed, method_settings(args, "numina"), tries, rate)
+                checked[rate] = (run, time.time() - t0)
             for method in methods:
                 if method.startswith("best_of_"):
                     n = int(method[len("best_of_"):])
@@ -288,6 +348,11 @@ def run_share(args: argparse.Namespace, methods: list[str], prompts: list[str]) 
                     second = timed(lambda: runner.numina(prompt, seed + 1000, method_settings(args, "numina")))
                     samples, cost = best_of([made["numina"][:2], second[:2]], prompt, seed)
                     seconds = made["numina"][2] + second[2]
+                elif method.startswith("checked_"):
+                    run, seconds = checked[JUDGE_ERROR_RATE if method.startswith("checked_erring_") else 0.0]
+                    tries = int(method.rsplit("_", 1)[1])
+                    samples, cost = checked_prefix(run, tries)
+                    seconds *= cost / max(1, run.evaluations)      # its share of the run's time
                 else:
                     samples, cost, seconds = made[method]
                 normalised = counter.to_model_space(samples)[0]
@@ -381,7 +446,8 @@ def main() -> None:
                         help="CountWorld model in countworld/checkpoints (the second, held-out model: "
                              f"{SECOND_MODEL})")
     parser.add_argument("--methods", default=",".join(METHODS),
-                        help=f"comma-separated, from {METHODS}, numina_tuned or best_of_K")
+                        help=f"comma-separated, from {METHODS}, {CHECKED_METHODS}, numina_tuned, best_of_K, "
+                             "checked_K or checked_erring_K")
     parser.add_argument("--numina", default="", help="overrides of the 'numina' method's node inputs, e.g. "
                                                      "'bias=published,added_boost=15' (tuning experiments)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per worker")
@@ -402,7 +468,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     methods = [m for m in args.methods.split(",") if m]
     unknown = [m for m in methods if m not in METHODS and m not in NUMINA_METHODS
-               and not (m.startswith("best_of_") and m[len("best_of_"):].isdigit())]
+               and not (m.startswith(("best_of_", "checked_erring_", "checked_")) and m.rsplit("_", 1)[1].isdigit())]
     if unknown:
         raise SystemExit(f"unknown method(s) {unknown}")
     prompts = heldout_prompts() if args.set == "heldout" else tuning_prompts()
@@ -438,7 +504,7 @@ def main() -> None:
     plain_index = {(r.prompt, r.seed): r for r in results.get("plain", [])}
     equal_cost = {}
     for m in methods:
-        if m.startswith("numina"):
+        if m.startswith(("numina", "checked")):
             cost = summaries[m]["evaluations_per_video"]
             equal_cost[m] = {"evaluations": cost,
                              "best_of_n": best_of_at_cost(summaries, cost),

@@ -4,6 +4,9 @@ from __future__ import annotations
 from comfy_api.latest import ComfyExtension, io
 
 from .attention_capture import NuminaAttentionCapture
+from .checked_sampler import NuminaCheckedSampler
+from .count_check import NuminaCountCheck
+from .counter_loader import NuminaCounterLoader
 from .cross_attn_guide import NuminaCrossAttnGuide
 from .layout_infer import NuminaLayoutInfer
 from .layout_refine import NuminaLayoutRefine
@@ -19,6 +22,9 @@ NODES: list[type[io.ComfyNode]] = [
     NuminaMaskToLayout,
     NuminaCrossAttnGuide,
     NuminaSampler,
+    NuminaCounterLoader,
+    NuminaCountCheck,
+    NuminaCheckedSampler,
 ]
 
 

@@ -1,6 +1,8 @@
 """NuminaAttentionCapture: phase 1 of NUMINA, the short reference pass that reads attention."""
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 import comfy.samplers
@@ -165,31 +167,60 @@ class NuminaAttentionCapture(io.ComfyNode):
         if cross_attention_blocks not in CROSS_BLOCK_OPTIONS:
             raise NuminaInputError(f"cross_attention_blocks must be one of {CROSS_BLOCK_OPTIONS}, got {cross_attention_blocks!r}")
         cross_blocks = tuple(range(info.blocks)) if cross_attention_blocks == "all" else (block_index,)
-        session = attention_patch.CaptureSession(info, grid, block_index, step, positions,
-                                                 memory_budget=int(memory_budget_mb) * 2**20, cross_blocks=cross_blocks)
-        patched = attention_patch.install(model, session)
-        state, reference = sampling.reference_pass(patched, settings, positive, negative, latent, step)
-        session.settle()
-        if not session.complete:
-            raise NuminaInputError(
-                f"the reference pass never reached block {block_index} at step {step} with a cond row; "
-                "is the model a Wan text-to-video model and the sampler a standard one?")
-        capture = capture_ops.assemble_capture(
-            session.reading, session.cross_maps, targets, positions, step_index=step, total_steps=steps,
-            block_index=block_index, total_blocks=info.blocks, model_family=info.family,
-            schedule=sampling.sigmas_of(patched, settings),
-            modifier_positions=modifier_token_positions(targets, pieces), reference=state,
-            cross_blocks=session.cross_blocks_read)
-        wanted = ", ".join(f"{t.count} x {t.noun}" for t in targets.items)
-        read = session.cross_blocks_read
-        crossed = ("the same block" if len(cross_blocks) == 1 else "every block" if read == cross_blocks
-                   else f"{len(read)} of {len(cross_blocks)} blocks (the others did not run at this step: a node "
-                        "that skips blocks?)")
-        report = f"NUMINA capture: {wanted}; read self-attention in block {block_index}/{info.blocks} and " \
-                 f"cross-attention in {crossed} at step {step}/{steps} on a {grid.frames}x{grid.height}x{grid.width} token grid"
-        if targets.notes:
-            report += "\nnotes: " + "; ".join(targets.notes)
+        capture, reference, report = run_capture(
+            model, settings, positive, negative, latent, targets, positions, modifier_token_positions(targets, pieces),
+            step, block_index, cross_blocks, int(memory_budget_mb) * 2**20)
         return io.NodeOutput(capture, reference, report, ui=report_ui(report))
+
+
+def run_capture(model, settings: SamplingSettings, positive, negative, latent: dict, targets: Targets,
+                positions, modifier_positions, step: int, block_index: int, cross_blocks: tuple[int, ...],
+                memory_budget: int) -> tuple[Capture, dict, str]:
+    """The reference pass and its reading: the capture node's work once its inputs are checked,
+    also what NuminaCheckedSampler runs again for every further try (another seed, the same
+    prompt, steps, block and blocks).  Returns the capture, the LATENT at the reference step and
+    the report."""
+    info = attention_patch.wan_info(model)
+    grid = info.grid_for(sampling.prepare_latent(model, latent))
+    session = attention_patch.CaptureSession(info, grid, block_index, step, positions,
+                                             memory_budget=memory_budget, cross_blocks=cross_blocks)
+    patched = attention_patch.install(model, session)
+    state, reference = sampling.reference_pass(patched, settings, positive, negative, latent, step)
+    session.settle()
+    if not session.complete:
+        raise NuminaInputError(
+            f"the reference pass never reached block {block_index} at step {step} with a cond row; "
+            "is the model a Wan text-to-video model and the sampler a standard one?")
+    capture = capture_ops.assemble_capture(
+        session.reading, session.cross_maps, targets, positions, step_index=step, total_steps=settings.steps,
+        block_index=block_index, total_blocks=info.blocks, model_family=info.family,
+        schedule=sampling.sigmas_of(patched, settings),
+        modifier_positions=modifier_positions, reference=state,
+        cross_blocks=session.cross_blocks_read, memory_budget=memory_budget)
+    wanted = ", ".join(f"{t.count} x {t.noun}" for t in targets.items)
+    read = session.cross_blocks_read
+    crossed = ("the same block" if len(cross_blocks) == 1 else "every block" if read == cross_blocks
+               else f"{len(read)} of {len(cross_blocks)} blocks (the others did not run at this step: a node "
+                    "that skips blocks?)")
+    report = f"NUMINA capture: {wanted}; read self-attention in block {block_index}/{info.blocks} and " \
+             f"cross-attention in {crossed} at step {step}/{settings.steps} on a " \
+             f"{grid.frames}x{grid.height}x{grid.width} token grid"
+    if targets.notes:
+        report += "\nnotes: " + "; ".join(targets.notes)
+    return capture, reference, report
+
+
+def recapture(model, capture: Capture, seed: int) -> tuple[Capture, dict, str]:
+    """The same capture with another seed: the reference pass of a further try."""
+    if not capture.nouns or capture.reference is None:
+        raise NuminaInputError("this capture has nothing to count: there is no reference pass to repeat")
+    settings = dataclasses.replace(capture.reference.settings, seed=int(seed))
+    ref = capture.reference
+    positions = {n.noun: n.token_positions for n in capture.nouns}
+    return run_capture(model, settings, ref.positive, ref.negative, ref.latent, capture.targets, positions,
+                       dict(capture.modifier_positions), capture.step_index, capture.block_index,
+                       capture.cross_blocks or (capture.block_index,),
+                       capture.memory_budget or capture_ops.DEFAULT_MEMORY_BUDGET)
 
 
 def _empty_capture(grid, targets: Targets, step: int, steps: int, block: int, info,

@@ -7,6 +7,8 @@ low-noise expert takes over at `switch_step`, guided with the same layout.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 from comfy_api.latest import io
 
 from ..numina_ops import modulation
@@ -68,41 +70,50 @@ class NuminaSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, capture, layout, bias_form, added_boost: float = 0.0, bias_modifiers: bool = True,
                 low_noise_model=None, switch_step: int = -1, bias: str = "calibrated") -> io.NodeOutput:
-        _check(capture, layout)
-        reference = capture.reference
-        steps = reference.settings.steps
-        two_experts = low_noise_model is not None
-        if two_experts and not 0 < switch_step < steps:
-            raise NuminaInputError(f"with a low_noise_model, set switch_step between 1 and {steps - 1} (the step "
-                                   "where the low-noise expert takes over)")
-        stop = switch_step if two_experts else steps
         node_id = getattr(getattr(cls, "hidden", None), "unique_id", None)
-        node_id = None if node_id is None else str(node_id)
-        guided, session, guide_report = guide(model, layout, bias_form, added_boost, bias_modifiers, node_id, rule=bias)
-        if session is None and reference.state is not None:
-            if reference.next_step > stop:
-                raise NuminaInputError(f"the capture's reference step ({reference.next_step - 1}) is past switch_step "
-                                       f"({switch_step}): capture on the high-noise expert at a step before the switch")
-            samples = sampling.finish(model, reference, stop)
-            how = (f"counts already right: finished the capture's reference pass from step {reference.next_step}"
-                   f" ({steps - reference.next_step} more model evaluations, {steps} in all): the plain run.")
-        elif session is None:
-            samples = sampling.sample_segment(model, reference, None, 0, stop)
-            how = "nothing to count: the plain run."
-        else:
-            samples = sampling.sample_segment(guided, reference, None, 0, stop)
-            how = ("guided pass from the same noise (" + _biased(session) + f"; {reference.next_step} + {steps} model"
-                   " evaluations in all with the capture).")
-        if two_experts:
-            low, low_session, _ = guide(low_noise_model, layout, bias_form, added_boost, bias_modifiers, node_id,
-                                         rule=bias)
-            samples = sampling.sample_segment(low, reference, samples, switch_step, steps)
-            if low_session is not None:
-                how += f" Low-noise expert from step {switch_step}: {_biased(low_session)}."
-        out = {k: v for k, v in reference.latent.items() if k not in sampling.LATENT_RATIO_KEYS}
-        out["samples"] = samples
-        report = f"NUMINA sampler: {how}\n{guide_report}"
-        return io.NodeOutput(out, report, ui=report_ui(report))
+        latent, report = sample_with_layout(model, capture, layout, bias_form, added_boost, bias_modifiers,
+                                            low_noise_model, switch_step, bias,
+                                            None if node_id is None else str(node_id))
+        return io.NodeOutput(latent, report, ui=report_ui(report))
+
+
+def sample_with_layout(model, capture: Capture, layout: Layout, bias_form: str, added_boost: float = 0.0,
+                       bias_modifiers: bool = True, low_noise_model=None, switch_step: int = -1,
+                       bias: str = "calibrated", node_id: Optional[str] = None) -> tuple[dict, str]:
+    """The sampler node's run (also each try of NuminaCheckedSampler): the finished reference pass
+    when the layout needs no edit, else the guided pass.  Returns the LATENT and the report."""
+    _check(capture, layout)
+    reference = capture.reference
+    steps = reference.settings.steps
+    two_experts = low_noise_model is not None
+    if two_experts and not 0 < switch_step < steps:
+        raise NuminaInputError(f"with a low_noise_model, set switch_step between 1 and {steps - 1} (the step "
+                               "where the low-noise expert takes over)")
+    stop = switch_step if two_experts else steps
+    guided, session, guide_report = guide(model, layout, bias_form, added_boost, bias_modifiers, node_id, rule=bias)
+    if session is None and reference.state is not None:
+        if reference.next_step > stop:
+            raise NuminaInputError(f"the capture's reference step ({reference.next_step - 1}) is past switch_step "
+                                   f"({switch_step}): capture on the high-noise expert at a step before the switch")
+        samples = sampling.finish(model, reference, stop)
+        how = (f"counts already right: finished the capture's reference pass from step {reference.next_step}"
+               f" ({steps - reference.next_step} more model evaluations, {steps} in all): the plain run.")
+    elif session is None:
+        samples = sampling.sample_segment(model, reference, None, 0, stop)
+        how = "nothing to count: the plain run."
+    else:
+        samples = sampling.sample_segment(guided, reference, None, 0, stop)
+        how = ("guided pass from the same noise (" + _biased(session) + f"; {reference.next_step} + {steps} model"
+               " evaluations in all with the capture).")
+    if two_experts:
+        low, low_session, _ = guide(low_noise_model, layout, bias_form, added_boost, bias_modifiers, node_id,
+                                     rule=bias)
+        samples = sampling.sample_segment(low, reference, samples, switch_step, steps)
+        if low_session is not None:
+            how += f" Low-noise expert from step {switch_step}: {_biased(low_session)}."
+    out = {k: v for k, v in reference.latent.items() if k not in sampling.LATENT_RATIO_KEYS}
+    out["samples"] = samples
+    return out, f"NUMINA sampler: {how}\n{guide_report}"
 
 
 def _biased(session: attention_patch.GuideSession) -> str:

@@ -148,26 +148,32 @@ def report_ui(text: str) -> dict:
 
 def layout_ui(preview: torch.Tensor, counts: str) -> dict:
     """The `ui` of NuminaLayoutInfer / NuminaLayoutRefine: `preview` (one picture per latent frame)
-    as ONE animated WEBP in ComfyUI's temp folder, shown on the node the way SaveAnimatedWEBP shows
-    its result (`animated` set: the frontend puts the file in an <img>, which the browser plays;
-    of several files under `animated` it would show only the first), plus `counts` as `report_ui`
-    text.  Lossless, so token cells and titles stay sharp; method 0, the fastest.  A Pillow
-    without WebP gets an animated PNG; a preview that cannot be written never fails the run."""
+    as one lossless animated picture at the video's timing (`animated_ui`), plus `counts` text."""
+    return animated_ui(preview, counts, "numina_layout_", PREVIEW_FPS, lossless=True)
+
+
+def animated_ui(preview: torch.Tensor, text: str, prefix: str, fps: float, lossless: bool) -> dict:
+    """`preview` as ONE animated WEBP in ComfyUI's temp folder, shown on the node the way
+    SaveAnimatedWEBP shows its result (`animated` set: the frontend puts the file in an <img>,
+    which the browser plays; of several files under `animated` it would show only the first),
+    plus `text` as `report_ui` text.  Lossless keeps token cells and titles sharp (layouts);
+    decoded video frames are written lossy.  Method 0, the fastest.  A Pillow without WebP gets an
+    animated PNG; a preview that cannot be written never fails the run."""
     from comfy_api.latest import io, ui
 
-    prefix = "numina_layout_" + "".join(random.choice(string.ascii_lowercase) for _ in range(5))
+    prefix = prefix + "".join(random.choice(string.ascii_lowercase) for _ in range(5))
     try:
-        saved = ui.ImageSaveHelper.save_animated_webp(preview, prefix, io.FolderType.temp, None, fps=PREVIEW_FPS,
-                                                      lossless=True, quality=100, method=0)
+        saved = ui.ImageSaveHelper.save_animated_webp(preview, prefix, io.FolderType.temp, None, fps=fps,
+                                                      lossless=lossless, quality=100 if lossless else 85, method=0)
     except Exception as webp_error:
         try:
             saved = ui.ImageSaveHelper.save_animated_png(preview, prefix, io.FolderType.temp, None,
-                                                         fps=PREVIEW_FPS, compress_level=1)
+                                                         fps=fps, compress_level=1)
         except Exception as error:
-            log.warning("NUMINA: the layout preview could not be written (%s; %s)", webp_error, error)
+            log.warning("NUMINA: the preview could not be written (%s; %s)", webp_error, error)
             saved = None
     shown = {"images": [saved], "animated": [preview.shape[0] > 1]} if saved is not None else {}
-    return {**shown, **report_ui(counts)}
+    return {**shown, **report_ui(text)}
 
 
 def layout_node_output(layout: Layout):

@@ -425,6 +425,7 @@ def assemble_capture(
     reference: Optional[ReferencePass] = None,
     meta: Optional[dict] = None,
     cross_blocks: Sequence[int] = (),
+    memory_budget: int = 0,
 ) -> Capture:
     """Both halves -> one Capture on the CPU (the one place readings leave the model's device);
     nouns in the order of ``targets``."""
@@ -448,5 +449,6 @@ def assemble_capture(
                    schedule=tuple(float(x) for x in schedule),
                    modifier_positions=tuple((noun, tuple(int(p) for p in positions))
                                             for noun, positions in (modifier_positions or {}).items()),
-                   reference=reference, meta=dict(meta or {}), cross_blocks=tuple(int(b) for b in cross_blocks))
+                   reference=reference, meta=dict(meta or {}), cross_blocks=tuple(int(b) for b in cross_blocks),
+                   memory_budget=int(memory_budget))
 

@@ -126,6 +126,7 @@ class Capture:
     reference: Optional[ReferencePass] = field(default=None, compare=False)
     meta: dict = field(default_factory=dict, compare=False, hash=False)   # display only
     cross_blocks: tuple[int, ...] = ()  # the blocks whose cross-attention maps were averaged (() = block_index)
+    memory_budget: int = 0              # bytes the capture's reads were allowed (0 = the default); a retry reuses it
 
 
 # Layout label convention (as the published code): 0 background, 1..99 detected instances,

@@ -1,0 +1,163 @@
+"""NuminaCheckedSampler: a run that checks itself.  Each try is the whole NUMINA cycle (reference
+pass, layout, refinement, NuminaSampler's run) on the next seed, decoded and counted by the judge;
+it stops at the first try whose every count is right, or after `tries`, and keeps the try with the
+best score (the earliest of equals).  Every try is reported: seed, counts, score, model evaluations.
+
+Why a node of its own, not more inputs on NuminaSampler: a try needs the VAE and the counter, and a
+try after the first runs the capture again, which NuminaSampler never does; NuminaSampler stays the
+one-pass node whose layout a user may edit by hand."""
+from __future__ import annotations
+
+import gc
+from typing import Optional
+
+import torch
+
+import comfy.model_management as mm
+import comfy.patcher_extension
+from comfy_api.latest import io
+
+from ..numina_ops import modulation
+from ..numina_ops.judge import CheckedRun, TryResult
+from ..numina_ops.layout import MODES
+from ..numina_ops.records import Capture, NuminaInputError
+from .attention_capture import recapture
+from .check_preview import VIDEO_FPS, render_check
+from .counting import run_counter
+from .cross_attn_guide import BIAS_FORM_OPTIONS
+from .layout_infer import layout_from_capture
+from .layout_refine import refined
+from .numina_sampler import sample_with_layout
+from .preview import animated_ui
+from .records_io import CAPTURE, CHECK, COUNTER, TRIES
+from .schema import search_aliases
+
+MAX_TRIES = 16
+EVALUATIONS_KEY = "numina_evaluations"
+
+
+class _Evaluations:
+    """Counts diffusion-model calls (one per model evaluation, cond and uncond batched) through
+    ComfyUI's APPLY_MODEL wrapper on a clone, whatever the sampler."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, executor, *args, **kwargs):
+        self.calls += 1
+        return executor(*args, **kwargs)
+
+    def counted(self, model):
+        if model is None:
+            return None
+        clone = model.clone()
+        clone.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, EVALUATIONS_KEY, self)
+        return clone
+
+
+def decode(vae, latent: dict) -> torch.Tensor:
+    """IMAGE [frames, H, W, 3] as VAEDecode gives it (a video's batch and time dims flattened)."""
+    images = vae.decode(latent["samples"])
+    if images.ndim == 5:
+        images = images.reshape(-1, *images.shape[-3:])
+    return images
+
+
+def run_tries(model, capture: Capture, vae, counter, tries: int, mode: str, bias_form: str, bias: str,
+              added_boost: float, bias_modifiers: bool, low_noise_model=None, switch_step: int = -1,
+              node_id: Optional[str] = None) -> tuple[CheckedRun, dict, torch.Tensor]:
+    """The tries, in order; returns every try, and the kept try's LATENT and decoded frames."""
+    if not isinstance(capture, Capture) or capture.reference is None:
+        raise NuminaInputError("connect the 'capture' output of NuminaAttentionCapture to this input")
+    if not capture.nouns:
+        raise NuminaInputError("the prompt has no counted noun, so there is nothing to check: use NuminaSampler "
+                               "(or KSampler) for this prompt")
+    if not 1 <= tries <= MAX_TRIES:
+        raise NuminaInputError(f"tries must be between 1 and {MAX_TRIES}, got {tries}")
+    evaluations = _Evaluations()
+    counted, counted_low = evaluations.counted(model), evaluations.counted(low_noise_model)
+    results: list[TryResult] = []
+    best_latent, best_frames = None, None
+    first_seed = capture.reference.settings.seed
+    for i in range(tries):
+        mm.throw_exception_if_processing_interrupted()
+        before = evaluations.calls
+        seed = (first_seed + i) % 0x10000000000000000
+        current = capture if i == 0 else recapture(counted, capture, seed)[0]
+        reference_steps = capture.reference.next_step if i == 0 else 0   # try 1's ran in the capture node
+        layout = refined(layout_from_capture(current, mode))
+        latent, _ = sample_with_layout(counted, current, layout, bias_form, added_boost, bias_modifiers,
+                                       counted_low, switch_step, bias, node_id)
+        frames = decode(vae, latent)
+        check = run_counter(frames, current, counter)
+        results.append(TryResult(seed=seed, check=check, evaluations=evaluations.calls - before + reference_steps,
+                                 guided=layout.needs_guidance, samples=latent["samples"].detach().to("cpu")))
+        if best_latent is None or check.score > max(r.check.score for r in results[:-1]):
+            best_latent, best_frames = latent, frames
+        del latent, frames, layout, current
+        gc.collect()
+        mm.soft_empty_cache()
+        if check.all_right:
+            break
+    return CheckedRun(tries=tuple(results), max_tries=tries), best_latent, best_frames
+
+
+class NuminaCheckedSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="NuminaCheckedSampler",
+            display_name="NUMINA Checked Sampler (retry until the count is right)",
+            category="NUMINA",
+            **search_aliases("retry until right", "closed loop", "check and retry", "best of"),
+            description="Samples with NUMINA, decodes, counts with the judge and, while a count is wrong and tries "
+                        "remain, runs the whole NUMINA cycle again on the next seed (seed + 1, ...). Keeps the "
+                        "best-scoring video and reports every try.",
+            inputs=[
+                io.Model.Input("model", tooltip="The Wan model the capture ran on (Wan2.2 A14B: the high-noise expert)."),
+                CAPTURE.Input("capture", tooltip="From NuminaAttentionCapture: the first try (its seed); every setting "
+                                                 "comes from it."),
+                io.Vae.Input("vae", tooltip="The Wan VAE: each try's video is decoded to be counted."),
+                COUNTER.Input("counter", tooltip="From NuminaCounterLoader (the paper's judge, GroundingDINO)."),
+                io.Int.Input("tries", default=3, min=1, max=MAX_TRIES,
+                             tooltip="At most this many tries (each a full NUMINA run on the next seed); it stops at "
+                                     "the first try with every count right."),
+                io.Combo.Input("mode", options=list(MODES), default="auto",
+                               tooltip="The layout readout of every try (see NuminaLayoutInfer)."),
+                io.Combo.Input("bias_form", options=BIAS_FORM_OPTIONS, default="auto",
+                               tooltip="As on NuminaCrossAttnGuide: auto is sparse, exact and fastest."),
+                io.Combo.Input("bias", options=list(modulation.RULES), default="calibrated", optional=True,
+                               tooltip="calibrated (default) or published: see NuminaCrossAttnGuide."),
+                io.Float.Input("added_boost", default=0.0, min=0.0, max=50.0, step=0.5, optional=True,
+                               tooltip="0 = none. A manual floor for added instances' bias (see the guide node)."),
+                io.Boolean.Input("bias_modifiers", default=True, optional=True,
+                                 tooltip="Also bias the words between the numeral and the noun (see the guide node)."),
+                io.Model.Input("low_noise_model", optional=True,
+                               tooltip="Wan2.2 A14B: the low-noise expert, which samples from switch_step on."),
+                io.Int.Input("switch_step", default=-1, min=-1, max=10000, optional=True,
+                             tooltip="Wan2.2 A14B: the step where the low-noise expert takes over; -1 = one model."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="images", tooltip="The kept try's decoded video."),
+                io.Latent.Output(display_name="latent", tooltip="The kept try's latent."),
+                CHECK.Output(display_name="check", tooltip="What the judge counted in the kept try."),
+                io.String.Output(display_name="report", tooltip="Every try: seed, counts, score, model evaluations."),
+                TRIES.Output(display_name="tries", tooltip="Every try's record (seed, check, evaluations, latent)."),
+            ],
+            hidden=[io.Hidden.unique_id],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, model, capture, vae, counter, tries, mode, bias_form, bias: str = "calibrated",
+                added_boost: float = 0.0, bias_modifiers: bool = True, low_noise_model=None,
+                switch_step: int = -1) -> io.NodeOutput:
+        node_id = getattr(getattr(cls, "hidden", None), "unique_id", None)
+        run, latent, frames = run_tries(model, capture, vae, counter, int(tries), mode, bias_form, bias, added_boost,
+                                        bias_modifiers, low_noise_model, switch_step,
+                                        None if node_id is None else str(node_id))
+        report = run.describe()
+        check = run.tries[run.chosen].check
+        preview = render_check(frames, check)
+        return io.NodeOutput(frames, latent, check, report, run,
+                             ui=animated_ui(preview, report, "numina_checked_", VIDEO_FPS, lossless=False))
