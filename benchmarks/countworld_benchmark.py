@@ -124,7 +124,7 @@ def checked_graph(prompt: str, seed: int, steps: int, cfg: float, settings: dict
     graph = numina_graph(prompt, seed, steps, cfg, "unused", settings, checkpoint)
     for node in ("8", "9", "10", "11"):
         del graph[node]
-    graph["12"] = {"class_type": "NuminaLatentRGBVAE", "inputs": {"upscale": 8}}
+    graph["12"] = {"class_type": "NuminaCountWorldVAE", "inputs": {"upscale": 8}}
     graph["13"] = {"class_type": "NuminaCountWorldCounterLoader",
                    "inputs": {"error_rate": error_rate, "error_seed": seed}}
     graph["14"] = {"class_type": "NuminaCheckedSampler",

@@ -488,6 +488,54 @@ def wan_t2v(object_info: dict[str, Any], comfyui: str, name: str, title: str, un
     return g
 
 
+CHECKED_NOTE = (
+    "A run that checks itself.\n"
+    "NUMINA Checked Sampler samples with NUMINA, decodes the video and counts every counted noun in every "
+    "frame with the paper's judge (GroundingDINO). If a count is wrong it runs the whole NUMINA cycle again on "
+    "the next seed (seed + 1, ...), up to 'tries', stops at the first video with every count right and keeps the "
+    "best-scoring one. Its report lists every try (seed, counts, score, model evaluations); its preview shows "
+    "the kept video with every detection boxed and each frame's count / target.\n\n"
+    "The judge: put the Hugging Face folder IDEA-Research/grounding-dino-tiny in "
+    "ComfyUI/models/grounding-dino/grounding-dino-tiny/ (huggingface-cli download "
+    "IDEA-Research/grounding-dino-tiny --local-dir ComfyUI/models/grounding-dino/grounding-dino-tiny). "
+    "It cannot see occluded or merged objects, or nouns it does not know: its count is a check, not the truth.")
+
+
+def wan_t2v_checked(object_info: dict[str, Any], comfyui: str) -> Graph:
+    name = "numina_wan21_t2v_1.3B_checked"
+    title = "NUMINA Wan 2.1 T2V 1.3B, checked and retried"
+    sampling = Sampling(REAL_SEED, 30, 6.0, "uni_pc", "simple")
+    prompt = "Three red apples rolling slowly across a wooden kitchen table, soft morning light."
+    size = (832, 480, 81)
+    g = Graph(name, title, f"{title}: NUMINA, counted by GroundingDINO, retried on the next seed until right.",
+              object_info, comfyui)
+    g.add("Note", 0, title="NUMINA: check and retry", box_height=330.0, color=NOTE_COLOR, text=CHECKED_NOTE)
+    loader = g.add("UNETLoader", 0, unet_name="wan2.1_t2v_1.3B_fp16.safetensors", weight_dtype="default")
+    clip = g.add("CLIPLoader", 0, clip_name="umt5_xxl_fp8_e4m3fn_scaled.safetensors", type="wan", device="default")
+    vae = g.add("VAELoader", 0, vae_name="wan_2.1_vae.safetensors")
+    counter = g.add("NuminaCounterLoader", 0, color=NUMINA_COLOR, model_name="grounding-dino-tiny",
+                    box_threshold=0.32, text_threshold=0.25, frames_per_batch=4)
+    model = g.add("ModelSamplingSD3", 1, model=loader["MODEL"], shift=8.0)
+    pos, neg = _prompts(g, clip["CLIP"], prompt, WAN_NEGATIVE)
+    latent = g.add("EmptyHunyuanLatentVideo", 1, width=size[0], height=size[1], length=size[2], batch_size=1)
+    numina = Numina()
+    capture = g.add("NuminaAttentionCapture", 2, color=NUMINA_COLOR, model=model["MODEL"], clip=clip["CLIP"],
+                    positive=pos["CONDITIONING"], negative=neg["CONDITIONING"], latent=latent["LATENT"],
+                    **sampling.as_widgets(), prompt=prompt, count_override="", reference_step=numina.reference_step,
+                    block=numina.block, cross_attention_blocks=numina.cross_attention_blocks, memory_budget_mb=256)
+    checked = g.add("NuminaCheckedSampler", 3, color=NUMINA_COLOR, model=model["MODEL"], capture=capture["capture"],
+                    vae=vae["VAE"], counter=counter["counter"], tries=3, mode=numina.mode, bias_form=numina.bias_form,
+                    bias=numina.bias, added_boost=numina.added_boost, bias_modifiers=numina.bias_modifiers,
+                    low_noise_model=None, switch_step=-1)
+    video = g.add("CreateVideo", 4, images=checked["images"], fps=16.0)
+    g.add("SaveVideo", 4, box_height=300.0, video=video["VIDEO"], filename_prefix=f"video/{name}", format="auto")
+    g.group("Load models and the judge", [loader, clip, vae, counter])
+    g.group("NUMINA: reference pass of the first try", [capture], color="#a1309b")
+    g.group("NUMINA: sample, count, retry", [checked], color="#88A")
+    _illustrate(g, prompt, size, 16)
+    return g
+
+
 A14B_SWITCH_STEP = 10   # of 20: Comfy-Org's Wan2.2 A14B template hands over to the low-noise expert here
 A14B_NOTE = (
     "Wan 2.2 A14B has two experts: high-noise for steps 0..9, low-noise for steps 10..19 of 20.\n\n"
@@ -572,10 +620,23 @@ def cpu_demo(object_info: dict[str, Any], comfyui: str, unet: str, vae_name: str
           fps=8.0, lossless=False, quality=90, method="default")
     g.add("SaveImage", 6, title="Plain frames", images=plain_decode["IMAGE"],
           filename_prefix=f"{DEMO_PREFIX}/plain_frame")
+    checks = []
+    if vae is None:      # the CountWorld judge counts the world's pictures; the random tiny Wan draws none
+        judge = g.add("NuminaCountWorldCounterLoader", 5, title="CountWorld judge (testing)", error_rate=0.0,
+                      error_seed=0)
+        for images, name, column in ((decode, "", 7), (plain_decode, "plain_", 8)):
+            check = g.add("NuminaCountCheck", column, color=NUMINA_COLOR,
+                          title=f"NUMINA Count Check ({'NUMINA' if not name else 'plain'} run)",
+                          images=images["IMAGE"], capture=capture["capture"], counter=judge["counter"])
+            checks.append(check)
+            checks.append(g.add("SaveImage", column, title=f"Save count check ({name or 'numina_'}run)",
+                                images=check["preview"], filename_prefix=f"{DEMO_PREFIX}/{name}check"))
     g.group("Tiny models", [loader, clip] + ([vae] if vae else []))
     g.group("NUMINA: reference pass and layout", [capture, infer, refine], color="#a1309b")
     g.group("NUMINA sampling, and the plain run to compare", [sampler, plain], color="#88A")
     g.group("Saved layouts", saved_layouts, color="#444")
+    if checks:
+        g.group("The count check: what each video shows", checks, color="#3f789e")
     return g
 
 
@@ -597,6 +658,7 @@ def all_workflows(object_info: dict[str, Any], comfyui: str, demo_unet: str, dem
                 Sampling(REAL_SEED, 20, 5.0, "uni_pc", "simple"), 8.0, 24.0,
                 "Three white sheep grazing in a green meadow, gentle wind in the grass, cinematic.", wan22_latent=True),
         wan22_a14b(*info),
+        wan_t2v_checked(*info),
         cpu_demo(*info, demo_unet, demo_vae),
     ]
 

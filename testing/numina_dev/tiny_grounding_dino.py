@@ -34,9 +34,19 @@ def _config(vocab_size: int) -> GroundingDinoConfig:
                                decoder_n_points=2, max_text_len=32)
 
 
-def build_tiny_grounding_dino(folder: str, seed: int = 0) -> str:
+# The judge's real shapes (IDEA-Research/grounding-dino-tiny: Swin-T, BERT-base, 900 queries, 800-1333 px
+# inputs), for timing and memory: transformers' GroundingDinoConfig defaults are that model.
+REAL_IMAGE_SIZE = {"shortest_edge": 800, "longest_edge": 1333}
+
+
+def _real_config(vocab_size: int) -> GroundingDinoConfig:
+    return GroundingDinoConfig(text_config=BertConfig(vocab_size=vocab_size))
+
+
+def build_tiny_grounding_dino(folder: str, seed: int = 0, real_shapes: bool = False) -> str:
     """Write a tiny random GroundingDINO (model.safetensors + processor) into ``folder``; returns
-    ``folder``.  The same seed writes the same weights."""
+    ``folder``.  The same seed writes the same weights.  ``real_shapes``: the judge's own
+    architecture and input size instead (random weights, about 690 MB), for benchmarks."""
     os.makedirs(folder, exist_ok=True)
     # The layout users download from the hub: preprocessor_config.json, vocab.txt, tokenizer files.
     vocab_file = os.path.join(folder, "vocab.txt")
@@ -47,10 +57,11 @@ def build_tiny_grounding_dino(folder: str, seed: int = 0) -> str:
     else:                                                                      # transformers 5: a vocab dict
         tokenizer = BertTokenizer(vocab={word: i for i, word in enumerate(VOCABULARY)}, do_lower_case=True)
     tokenizer.save_pretrained(folder)
-    GroundingDinoImageProcessor(size=dict(IMAGE_SIZE)).save_pretrained(folder)
+    GroundingDinoImageProcessor(size=dict(REAL_IMAGE_SIZE if real_shapes else IMAGE_SIZE)).save_pretrained(folder)
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = GroundingDinoForObjectDetection(_config(len(VOCABULARY))).eval()
+        config = (_real_config if real_shapes else _config)(len(VOCABULARY))
+        model = GroundingDinoForObjectDetection(config).eval()
     model.save_pretrained(folder, safe_serialization=True)
     return folder

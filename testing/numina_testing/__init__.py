@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from comfy_api.latest import ComfyExtension, io
 
+from .countworld_counter import NuminaCountWorldCounterLoader, NuminaCountWorldVAE
 from .latent_rgb_decode import NuminaLatentRGBDecode
 from .tiny_text_encoder import NuminaTinyTextEncoderLoader
 
 NODES: list[type[io.ComfyNode]] = [
     NuminaTinyTextEncoderLoader,
     NuminaLatentRGBDecode,
+    NuminaCountWorldCounterLoader,
+    NuminaCountWorldVAE,
 ]
 
 

@@ -17,7 +17,9 @@ SEED, STEPS = 5, 25
 
 
 class ScriptedJudge:
-    """A judge that says what the test tells it: counts[call] per noun (every frame), in order."""
+    """A judge that says what the test tells it: counts[video] per noun (every frame), in order."""
+
+    frames_per_batch = 64        # a whole CountWorld video in one call: one call per video
 
     def __init__(self, counts_per_call):
         self.counts_per_call, self.calls = list(counts_per_call), 0
@@ -43,7 +45,7 @@ def world_run(comfy):
                 model or p.model, p.clip, p.encode(prompt), p.encode(""), p.empty_latent(), seed, STEPS, 1.0,
                 "euler", "simple", prompt, "", -1, -1).result[0]
 
-        vae = comfy["NuminaLatentRGBVAE"].execute(8).result[0]
+        vae = comfy["NuminaCountWorldVAE"].execute(8).result[0]
         counter = comfy["NuminaCountWorldCounterLoader"].execute(0.0, 0).result[0]
 
         def checked(self, capture, counter=None, tries=3, model=None, **optional):
