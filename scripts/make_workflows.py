@@ -532,7 +532,6 @@ def wan_t2v_checked(object_info: dict[str, Any], comfyui: str) -> Graph:
     g.group("Load models and the judge", [loader, clip, vae, counter])
     g.group("NUMINA: reference pass of the first try", [capture], color="#a1309b")
     g.group("NUMINA: sample, count, retry", [checked], color="#88A")
-    _illustrate(g, prompt, size, 16)
     return g
 
 
@@ -581,7 +580,9 @@ DEMO_NOTE = (
     "Tiny models built by scripts/make_fixtures.py (no download). The NUMINA frames are saved as "
     f"{DEMO_PREFIX}/frame, both layouts as {DEMO_PREFIX}/layout_inferred / layout_refined, and, for "
     f"comparison, a plain KSampler run with the same settings as {DEMO_PREFIX}/plain_frame (its seed, "
-    "steps, cfg, sampler and scheduler must match the capture's: change both together).\n\n"
+    "steps, cfg, sampler and scheduler must match the capture's: change both together). NUMINA Count Check "
+    f"counts both videos ({DEMO_PREFIX}/check, plain_check) with the CountWorld judge, as GroundingDINO "
+    "counts real videos.\n\n"
     + HOW_IT_WORKS_NOTE)
 
 
@@ -593,9 +594,10 @@ def cpu_demo(object_info: dict[str, Any], comfyui: str, unet: str, vae_name: str
     g.add("Note", 0, title="NUMINA CPU demo", box_height=380.0, color=NOTE_COLOR, text=DEMO_NOTE)
     loader = g.add("UNETLoader", 0, unet_name=unet, weight_dtype="default")
     clip = g.add("NuminaTinyTextEncoderLoader", 0, text_encoder=TINY_TEXT_ENCODER)
-    # CountWorld is a latent-space world: its pictures come from the fixed latent preview decode
+    # CountWorld is a latent-space world: its "VAE" paints each latent pixel in its world code's colour
     latent_world = unet == COUNTWORLD_MODEL
-    vae = None if latent_world else g.add("VAELoader", 0, vae_name=vae_name)
+    vae = (g.add("NuminaCountWorldVAE", 0, title="CountWorld VAE (testing)", upscale=8) if latent_world
+           else g.add("VAELoader", 0, vae_name=vae_name))
     model = g.add("ModelSamplingSD3", 1, model=loader["MODEL"], shift=3.0)
     pos, neg = _prompts(g, clip["CLIP"], DEMO_PROMPT, "")
     latent = g.add("EmptyHunyuanLatentVideo", 1, width=DEMO_WIDTH, height=DEMO_HEIGHT, length=DEMO_LENGTH,
@@ -609,19 +611,15 @@ def cpu_demo(object_info: dict[str, Any], comfyui: str, unet: str, vae_name: str
     saved_layouts = [g.add("SaveImage", 4, title=f"Save layout ({name})", images=node["preview"],
                            filename_prefix=f"{DEMO_PREFIX}/layout_{name}")
                      for node, name in ((infer, "inferred"), (refine, "refined"))]
-    if vae is None:
-        decode = g.add("NuminaLatentRGBDecode", 5, model=model["MODEL"], samples=sampler["latent"], upscale=8)
-        plain_decode = g.add("NuminaLatentRGBDecode", 6, model=model["MODEL"], samples=plain["LATENT"], upscale=8)
-    else:
-        decode = g.add("VAEDecode", 5, samples=sampler["latent"], vae=vae["VAE"])
-        plain_decode = g.add("VAEDecode", 6, samples=plain["LATENT"], vae=vae["VAE"])
+    decode = g.add("VAEDecode", 5, samples=sampler["latent"], vae=vae["VAE"])
+    plain_decode = g.add("VAEDecode", 6, samples=plain["LATENT"], vae=vae["VAE"])
     g.add("SaveImage", 5, title="NUMINA frames", images=decode["IMAGE"], filename_prefix=f"{DEMO_PREFIX}/frame")
     g.add("SaveAnimatedWEBP", 5, title="NUMINA video", images=decode["IMAGE"], filename_prefix=f"{DEMO_PREFIX}/video",
           fps=8.0, lossless=False, quality=90, method="default")
     g.add("SaveImage", 6, title="Plain frames", images=plain_decode["IMAGE"],
           filename_prefix=f"{DEMO_PREFIX}/plain_frame")
     checks = []
-    if vae is None:      # the CountWorld judge counts the world's pictures; the random tiny Wan draws none
+    if latent_world:     # the CountWorld judge counts the world's pictures; the random tiny Wan draws none
         judge = g.add("NuminaCountWorldCounterLoader", 5, title="CountWorld judge (testing)", error_rate=0.0,
                       error_seed=0)
         for images, name, column in ((decode, "", 7), (plain_decode, "plain_", 8)):
@@ -631,7 +629,16 @@ def cpu_demo(object_info: dict[str, Any], comfyui: str, unet: str, vae_name: str
             checks.append(check)
             checks.append(g.add("SaveImage", column, title=f"Save count check ({name or 'numina_'}run)",
                                 images=check["preview"], filename_prefix=f"{DEMO_PREFIX}/{name}check"))
-    g.group("Tiny models", [loader, clip] + ([vae] if vae else []))
+        # the run that checks itself: NUMINA, counted, retried on the next seed until right (3 tries)
+        checked = g.add("NuminaCheckedSampler", 7, color=NUMINA_COLOR, model=model["MODEL"],
+                        capture=capture["capture"], vae=vae["VAE"], counter=judge["counter"], tries=3, mode="auto",
+                        bias_form="auto", bias="calibrated", added_boost=0.0, bias_modifiers=True,
+                        low_noise_model=None, switch_step=-1)
+        recheck = g.add("NuminaCountCheck", 8, color=NUMINA_COLOR, title="NUMINA Count Check (checked run)",
+                        images=checked["images"], capture=capture["capture"], counter=judge["counter"])
+        checks += [checked, recheck, g.add("SaveImage", 8, title="Save count check (checked run)",
+                                           images=recheck["preview"], filename_prefix=f"{DEMO_PREFIX}/checked_check")]
+    g.group("Tiny models", [loader, clip, vae])
     g.group("NUMINA: reference pass and layout", [capture, infer, refine], color="#a1309b")
     g.group("NUMINA sampling, and the plain run to compare", [sampler, plain], color="#88A")
     g.group("Saved layouts", saved_layouts, color="#444")
@@ -796,24 +803,22 @@ def graph_thumbnail(workflow: dict[str, Any], title: str, illustration: Optional
     return image
 
 
-def demo_thumbnail(plain: Image.Image, guided: Image.Image, layout: Image.Image,
-                   title: str = "NUMINA CPU demo (tiny Wan 2.1)") -> Image.Image:
-    """The CPU demo's result: a frame of the plain run, the same frame of the NUMINA run, and the
-    refined layout as its node shows it (all from one run of the demo)."""
+def demo_thumbnail(panels: list[tuple[Image.Image, str]], title: str = "NUMINA CPU demo (tiny Wan 2.1)",
+                   footer: str = "One frame of each run, from ./scripts/demo.sh on a CPU.") -> Image.Image:
+    """The CPU demo's result, three pictures side by side with their captions (all from one run of
+    the demo)."""
     image, draw = _canvas(title)
     font = ImageFont.load_default(size=13)
     small = ImageFont.load_default(size=11)
     panel, gap = 190, 17
-    for index, (picture, caption) in enumerate(((plain, "plain run, same seed"), (guided, "NUMINA"),
-                                                (layout, "refined layout (on the node)"))):
+    for index, (picture, caption) in enumerate(panels[:3]):
         x = 18 + index * (panel + gap)
-        draw.text((x, 60), caption, fill=(240, 240, 240) if index != 1 else _ACCENT, font=font)
+        draw.text((x, 60), caption, fill=(240, 240, 240) if index == 0 else _ACCENT, font=font)
         shown = picture.convert("RGB").copy()
-        shown.thumbnail((panel, panel + 30))
+        shown.thumbnail((panel, panel + 60))
         image.paste(shown, (x, 82))
     draw.text((18, THUMBNAIL_SIZE[1] - 40), f'"{DEMO_PROMPT}", seed {DEMO_SEED}', fill=(210, 210, 210), font=small)
-    draw.text((18, THUMBNAIL_SIZE[1] - 24), "One frame of each run, from ./scripts/demo.sh on a CPU.",
-              fill=(160, 160, 160), font=small)
+    draw.text((18, THUMBNAIL_SIZE[1] - 24), footer, fill=(160, 160, 160), font=small)
     return image
 
 
@@ -830,8 +835,16 @@ def demo_images(outputs: dict[str, Any], api: dict[str, Any],
 
 
 def demo_thumbnail_from(images: dict[str, list[Image.Image]]) -> Image.Image:
-    return demo_thumbnail(images[f"{DEMO_PREFIX}/plain_frame"][0], images[f"{DEMO_PREFIX}/frame"][0],
-                          images[f"{DEMO_PREFIX}/layout_refined"][0])
+    """The count checks' last frames (plain, NUMINA, the checked run) when the demo has them (the
+    CountWorld demo), else a frame of the plain and of the NUMINA run and the refined layout."""
+    if f"{DEMO_PREFIX}/checked_check" in images:
+        return demo_thumbnail([(images[f"{DEMO_PREFIX}/plain_check"][-1], "plain run, counted"),
+                               (images[f"{DEMO_PREFIX}/check"][-1], "NUMINA, counted"),
+                               (images[f"{DEMO_PREFIX}/checked_check"][-1], "NUMINA, checked (3 tries)")],
+                              footer="The last frame of each run, counted by NUMINA Count Check: ./scripts/demo.sh")
+    return demo_thumbnail([(images[f"{DEMO_PREFIX}/plain_frame"][0], "plain run, same seed"),
+                           (images[f"{DEMO_PREFIX}/frame"][0], "NUMINA"),
+                           (images[f"{DEMO_PREFIX}/layout_refined"][0], "refined layout (on the node)")])
 
 
 def run_demo(workflow: dict[str, Any], object_info: dict[str, Any]) -> Image.Image:
@@ -868,8 +881,8 @@ def demo_unet_choice(choice: str) -> str:
 
 
 def demo_vae_choice(choice: Optional[str]) -> str:
-    """The VAE of the demo on the random tiny Wan (the CountWorld demo decodes with
-    NuminaLatentRGBDecode and loads no VAE): a countworld/checkpoints/countworld*vae*.safetensors
+    """The VAE of the demo on the random tiny Wan (the CountWorld demo decodes with the testing
+    pack's NuminaCountWorldVAE and loads no VAE file): a countworld/checkpoints/countworld*vae*.safetensors
     file when one is committed, else the random tiny VAE."""
     if choice:
         return choice

@@ -20,8 +20,10 @@ from numina_dev import ROOT, comfy_runtime
 from scripts import make_workflows, workflow_api
 
 WORKFLOW_DIR = os.path.join(ROOT, "example_workflows")
-EXPECTED = ["numina_cpu_demo", "numina_wan21_t2v_1.3B", "numina_wan21_t2v_1.3B_published", "numina_wan21_t2v_14B",
-            "numina_wan22_t2v_A14B", "numina_wan22_ti2v_5B"]
+EXPECTED = ["numina_cpu_demo", "numina_wan21_t2v_1.3B", "numina_wan21_t2v_1.3B_checked",
+            "numina_wan21_t2v_1.3B_published", "numina_wan21_t2v_14B", "numina_wan22_t2v_A14B", "numina_wan22_ti2v_5B"]
+CHECKED = "numina_wan21_t2v_1.3B_checked"      # capture -> NuminaCheckedSampler (no NuminaSampler)
+ONE_PASS = [name for name in EXPECTED if name != CHECKED]
 PUBLISHED_PRESET = "numina_wan21_t2v_1.3B_published"
 NUMINA_SETTING_NODES = ("NuminaAttentionCapture", "NuminaLayoutInfer", "NuminaSampler")
 REAL = [name for name in EXPECTED if name != "numina_cpu_demo"]
@@ -106,7 +108,7 @@ def comfyui_version():
 
 
 # ----------------------------------------------------------------------------- the files
-def test_the_six_workflows_ship_in_example_workflows_with_a_thumbnail_each():
+def test_the_seven_workflows_ship_in_example_workflows_with_a_thumbnail_each():
     assert [name_of(p) for p in PATHS] == EXPECTED
     assert not os.path.exists(os.path.join(ROOT, "workflows")), "the workflows moved to example_workflows/"
     for path in PATHS:
@@ -149,8 +151,8 @@ def test_the_demo_uses_countworld_when_its_checkpoint_exists():
     unet = next(n for n in load(DEMO)["nodes"] if n["type"] == "UNETLoader")["widgets_values"][0]
     assert unet == make_workflows.demo_unet_choice(expected), "run scripts/make_workflows.py to pick up CountWorld"
     vaes = [n["widgets_values"][0] for n in load(DEMO)["nodes"] if n["type"] == "VAELoader"]
-    if unet == make_workflows.COUNTWORLD_MODEL:     # a latent-space world: the fixed latent preview decode
-        assert not vaes and any(n["type"] == "NuminaLatentRGBDecode" for n in load(DEMO)["nodes"])
+    if unet == make_workflows.COUNTWORLD_MODEL:     # a latent-space world: its code-picture "VAE"
+        assert not vaes and any(n["type"] == "NuminaCountWorldVAE" for n in load(DEMO)["nodes"])
     else:
         assert vaes == [make_workflows.demo_vae_choice(None)], "run scripts/make_workflows.py for the CountWorld VAE"
 
@@ -288,11 +290,13 @@ def test_links_are_consistent_with_nodes_and_definitions(path, object_info):
         source, target = nodes[origin_id], nodes[target_id]
         output, socket = source["outputs"][origin_slot], target["inputs"][target_slot]
         assert link_id in output["links"] and socket["link"] == link_id
-        assert output["type"] == link_type and socket["type"] in (link_type, "*")
+        # a socket of several types (io.MultiType: "NUMINA_CAPTURE,NUMINA_LAYOUT") takes any of them
+        assert output["type"] == link_type and (socket["type"] == "*" or link_type in socket["type"].split(","))
         assert object_info[source["type"]]["output"][origin_slot] == link_type
         definition = {**object_info[target["type"]]["input"].get("required", {}),
                       **object_info[target["type"]]["input"].get("optional", {})}
-        assert definition[socket["name"]][0] in (link_type, "*"), f"{target['type']}.{socket['name']}"
+        accepted = definition[socket["name"]][0]
+        assert accepted == "*" or link_type in accepted.split(","), f"{target['type']}.{socket['name']}"
     for node in workflow["nodes"]:
         for socket in node["inputs"]:
             assert socket["link"] is None or socket["link"] in link_ids
@@ -349,7 +353,7 @@ def test_converter_follows_reroutes_and_bypasses_and_skips_ui_only_nodes(object_
 
 
 # ----------------------------------------------------------------------------- the NUMINA contract
-@pytest.mark.parametrize("name", EXPECTED)
+@pytest.mark.parametrize("name", ONE_PASS)
 def test_the_sampler_takes_everything_from_the_capture(name, api_graphs, object_info):
     """capture -> infer -> refine -> NuminaSampler -> decode -> save: the run's settings are entered
     once, on the capture; the sampler has none and samples the model the capture ran on."""
@@ -495,7 +499,10 @@ def test_workflows_use_the_nodes_own_defaults_for_every_numina_setting(name, api
     """Nothing is chosen per model: the real-model workflows and the CPU demo leave every NUMINA setting
     at the node's default (what a user who drops the nodes in gets), the run's own settings aside."""
     run_settings = set(SAMPLING) | {"prompt", "count_override", "memory_budget_mb", "switch_step"}
-    for (node, key), value in numina_settings(api_graphs[name]).items():
+    settings = numina_settings(api_graphs[name]) if name != CHECKED else {
+        (node, key): value for node in ("NuminaAttentionCapture", "NuminaCheckedSampler", "NuminaCounterLoader")
+        for key, value in only(api_graphs[name], node)["inputs"].items() if not isinstance(value, list)}
+    for (node, key), value in settings.items():
         if key in run_settings:
             continue
         assert value == node_defaults(pack, node)[key], (name, node, key)
@@ -536,7 +543,24 @@ def test_a14b_captures_on_the_high_noise_expert_and_samples_both(api_graphs, pac
         notes[0]["widgets_values"][0]
 
 
-@pytest.mark.parametrize("name", REAL)
+def test_the_checked_workflow_samples_counts_and_retries_with_the_papers_judge(api_graphs, object_info):
+    """capture -> NuminaCheckedSampler (the model the capture ran on, the Wan VAE, GroundingDINO tiny at
+    the paper's thresholds) -> CreateVideo -> SaveVideo; every setting on the capture."""
+    api = api_graphs[CHECKED]
+    capture_key = next(iter(by_type(api, "NuminaAttentionCapture")))
+    checked = only(api, "NuminaCheckedSampler")["inputs"]
+    assert checked["capture"] == [capture_key, 0] and checked["model"] == api[capture_key]["inputs"]["model"]
+    assert origin(api, checked["vae"])["class_type"] == "VAELoader"
+    judge = origin(api, checked["counter"])
+    assert judge["class_type"] == "NuminaCounterLoader" and judge["inputs"]["model_name"] == "grounding-dino-tiny"
+    assert (judge["inputs"]["box_threshold"], judge["inputs"]["text_threshold"]) == (0.32, 0.25)
+    checked_key = next(iter(by_type(api, "NuminaCheckedSampler")))
+    video = only(api, "CreateVideo")["inputs"]
+    assert video["images"] == [checked_key, 0] and not by_type(api, "NuminaSampler")
+    assert object_info["NuminaCheckedSampler"]["output_node"] and object_info["NuminaCountCheck"]["output_node"]
+
+
+@pytest.mark.parametrize("name", [n for n in REAL if n != CHECKED])
 def test_real_model_workflows_need_no_second_pass_setting(name, api_graphs):
     """One model (two for A14B): switch_step is the sampler's only per-workflow setting besides the bias."""
     sampler = only(api_graphs[name], "NuminaSampler")["inputs"]
@@ -554,7 +578,15 @@ def test_the_cpu_demo_compares_with_a_plain_run_and_saves_everything(api_graphs)
     assert (capture["seed"], capture["prompt"]) == (make_workflows.DEMO_SEED, make_workflows.DEMO_PROMPT)
     prefixes = {v["inputs"]["filename_prefix"] for v in by_type(api, "SaveImage").values()}
     assert prefixes == {"numina_demo/frame", "numina_demo/plain_frame", "numina_demo/layout_inferred",
-                        "numina_demo/layout_refined"}
+                        "numina_demo/layout_refined", "numina_demo/check", "numina_demo/plain_check",
+                        "numina_demo/checked_check"}
+    # both runs counted by the CountWorld judge, and the run that checks itself
+    sampler_key, plain_key = next(iter(by_type(api, "NuminaSampler"))), next(iter(by_type(api, "KSampler")))
+    counted = {origin(api, v["inputs"]["images"])["inputs"]["samples"][0] for v in by_type(api, "NuminaCountCheck").values()
+               if origin(api, v["inputs"]["images"])["class_type"] == "VAEDecode"}
+    assert counted == {sampler_key, plain_key}
+    checked = only(api, "NuminaCheckedSampler")["inputs"]
+    assert origin(api, checked["counter"])["class_type"] == "NuminaCountWorldCounterLoader" and checked["tries"] == 3
     assert only(api, "SaveAnimatedWEBP")["inputs"]["filename_prefix"].startswith("numina_demo/")
 
 
