@@ -48,6 +48,10 @@ def main() -> None:
           f"({len(written)} files)")
     for name in sorted(written):
         print(f"  {name}")
+    for node_id, outputs in executor.history_result["outputs"].items():     # what the judges said
+        if graph.get(node_id, {}).get("class_type") in ("NuminaCountCheck", "NuminaCheckedSampler"):
+            title = graph[node_id].get("_meta", {}).get("title", graph[node_id]["class_type"])
+            print(f"{title}:\n  " + "\n  ".join((outputs.get("text") or [""])[0].splitlines()))
     print(f"NUMINA demo output: {out}")
 
 

@@ -46,6 +46,8 @@ REPORTS = {
     "NuminaLayoutRefine": r"^\w+: target \d+, per-frame counts \[[\d, ]+\] -> matches the target in every frame",
     "NuminaSampler": r"^NUMINA sampler: ",
     "NuminaCrossAttnGuide": r"^NUMINA guide: biased \d+ of \d+ text cross-attention calls",
+    "NuminaCountCheck": r"^count check: (every count right|a count is wrong); score \d\.\d{3}",
+    "NuminaCheckedSampler": r"^NUMINA checked sampler: kept try \d+ of \d+ \(seed \d+",
 }
 LAYOUT_NODES = ("NuminaLayoutInfer", "NuminaLayoutRefine")
 # The page's hooks, the same on frontend 1.32.x (ComfyUI 0.3.75) and 1.49.x (ComfyUI 0.33): the
@@ -251,7 +253,8 @@ def test_cpu_demo_from_the_template_browser_runs_and_shows_previews_and_reports(
         else:
             assert node["text"] == kept, (node["text"], kept)
     types_shown = {n["type"] for n in shown}
-    assert {"NuminaAttentionCapture", *LAYOUT_NODES} <= types_shown, types_shown
+    assert {"NuminaAttentionCapture", *LAYOUT_NODES, "NuminaCountCheck", "NuminaCheckedSampler"} <= types_shown, \
+        types_shown
 
     for node in (n for n in shown if n["type"] in LAYOUT_NODES):
         label = f"{node['type']} #{node['id']}"
