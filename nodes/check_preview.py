@@ -48,4 +48,4 @@ def render_check(frames: torch.Tensor, check: CountCheck) -> torch.Tensor:
                 draw.rectangle((x0, ty, x0 + font.getlength(label) + 2, ty + line_h - 1), fill=colours[n])
                 draw.text((x0 + 1, ty), label, fill=(0, 0, 0), font=font)
         out.append(canvas)
-    return frames_to_image(out) if out else torch.zeros(1, title_h, size[0], 3)
+    return frames_to_image(out) if out else torch.zeros(1, title_h, size[0], 3, device="cpu")

@@ -46,6 +46,10 @@ REPORTS = {
     "NuminaLayoutRefine": r"^\w+: target \d+, per-frame counts \[[\d, ]+\] -> matches the target in every frame",
     "NuminaSampler": r"^NUMINA sampler: ",
     "NuminaCrossAttnGuide": r"^NUMINA guide: biased \d+ of \d+ text cross-attention calls",
+}
+# The count checks and the checked sampler sit right of the demo's first view: looked at after the
+# view is moved onto them, as a user pans to them.
+CHECK_REPORTS = {
     "NuminaCountCheck": r"^count check: (every count right|a count is wrong); score \d\.\d{3}",
     "NuminaCheckedSampler": r"^NUMINA checked sampler: kept try \d+ of \d+ \(seed \d+",
 }
@@ -253,8 +257,7 @@ def test_cpu_demo_from_the_template_browser_runs_and_shows_previews_and_reports(
         else:
             assert node["text"] == kept, (node["text"], kept)
     types_shown = {n["type"] for n in shown}
-    assert {"NuminaAttentionCapture", *LAYOUT_NODES, "NuminaCountCheck", "NuminaCheckedSampler"} <= types_shown, \
-        types_shown
+    assert {"NuminaAttentionCapture", *LAYOUT_NODES} <= types_shown, types_shown
 
     for node in (n for n in shown if n["type"] in LAYOUT_NODES):
         label = f"{node['type']} #{node['id']}"
@@ -276,6 +279,26 @@ def test_cpu_demo_from_the_template_browser_runs_and_shows_previews_and_reports(
 
     RUN["previews"] = {f"{n['type']} #{n['id']}": n["preview"]["height"] / n["scale"]
                        for n in shown if n["type"] in LAYOUT_NODES}
+
+    # The count checks and the checked sampler: the view moved onto them, then their text and the
+    # animated check preview (boxes and count / target on every video frame) on each of them.
+    page.execute_script("""
+        const ns = app.graph.nodes.filter(n => arguments[0].includes(n.type));
+        const x0 = Math.min(...ns.map(n => n.pos[0])), y0 = Math.min(...ns.map(n => n.pos[1] - 30));
+        const x1 = Math.max(...ns.map(n => n.pos[0] + n.size[0])), y1 = Math.max(...ns.map(n => n.pos[1] + n.size[1]));
+        app.canvas.ds.fitToBounds([x0 - 20, y0 - 20, x1 - x0 + 40, y1 - y0 + 40]);
+        app.canvas.setDirty(true, true);""", list(CHECK_REPORTS))
+    time.sleep(1.0)
+    checks = page.execute_async_script(SHOWN_ON_NODES, list(CHECK_REPORTS))
+    assert {n["type"] for n in checks} == set(CHECK_REPORTS), checks
+    for node in checks:
+        label = f"{node['type']} #{node['id']}"
+        assert re.search(CHECK_REPORTS[node["type"]], node["text"]), f"{label}: {node['text']!r}"
+        assert node["text_visible"], f"{label}: its text is not on screen: {node}"
+        assert node["text"] == history[str(node["id"])]["text"][0], label
+        preview = node["preview"]
+        assert preview and preview["anim"] and preview["frames"] == 5, f"{label}: no animated check preview: {node}"
+        say(pytestconfig, f"{label}: {node['text'].splitlines()[0][:90]}...; preview {preview['frames']} frames")
     RUN["boxes"] = page.execute_script(
         "return app.graph.nodes.map(n => [n.id, n.type, n.title, Array.from(n.getBounding())])")
 

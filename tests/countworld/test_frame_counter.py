@@ -285,7 +285,7 @@ def test_the_countworld_vae_decodes_code_pictures_as_a_wan_vae_shapes_frames(tes
     assert decoded.shape == (2, 5, 256, 256, 3)
     for b in range(2):       # the raw <-> normalised round trip tips rim pixels at coverage 0.5 (a tie
         differ = (decoded[b] - video_frames(normalised[b].numpy(), quantise=False)).abs().amax(-1) > 1e-5
-        assert differ.float().mean() < 0.02             # between a code and the background); counts: below
+        assert differ.float().mean() < 0.05             # between a code and the background); counts: below
     image = nodes.VAEDecode().decode(vae, {"samples": samples})[0]                   # ComfyUI's own reshape
     assert torch.equal(image, decoded.reshape(-1, 256, 256, 3))
     small = countworld_counter.NuminaCountWorldVAE.execute(upscale=4).result[0].decode(samples)
