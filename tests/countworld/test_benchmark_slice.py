@@ -81,3 +81,39 @@ def test_best_of_n_at_a_cost_mixes_the_two_neighbouring_n():
     assert bench.best_of_at_cost(summaries, 62.5) == pytest.approx(0.425)
     assert bench.best_of_at_cost(summaries, 25.0) == pytest.approx(0.3)
     assert bench.best_of_at_cost(summaries, 80.0) is None
+
+
+def test_benchmark_slice_runs_the_checked_sampler_with_both_judges(tmp_path):
+    """The closed loop through the real graph (NuminaCheckedSampler, the CountWorld VAE and judge):
+    at most N whole NUMINA runs a video, N = 3 costing at least what N = 2 costs."""
+    out = tmp_path / "checked.json"
+    done = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "countworld_benchmark.py"), "--limit", "2", "--seeds", "1",
+         "--steps", "6", "--methods", "plain,checked_2,checked_3,checked_erring_3", "--json", str(out)],
+        capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    summaries = json.loads(out.read_text())["summaries"]
+    assert set(summaries) == {"plain", "checked_2", "checked_3", "checked_erring_3"}
+    cost = {name: s["evaluations_per_video"] for name, s in summaries.items()}
+    one_run = 6 + 4 + 6                                   # k + 1 + N at most
+    assert 6 <= cost["checked_2"] <= cost["checked_3"] <= 3 * one_run and cost["checked_erring_3"] <= 3 * one_run
+
+
+def test_fewer_tries_are_the_first_tries_of_a_longer_run():
+    """checked_2 is read off a 3-try run: the best of its first two tries, their costs summed."""
+    import torch
+
+    import countworld_benchmark as bench
+    from numina_ops.judge import CheckedRun, CountCheck, TryResult
+
+    def attempt(seed, score_counts, cost):
+        check = CountCheck(nouns=("circles",), targets=(2,), counts=(tuple(score_counts),),
+                           boxes=tuple(((),) for _ in score_counts), judge="test")
+        return TryResult(seed=seed, check=check, evaluations=cost, guided=True, samples=torch.full((1,), seed))
+    run = CheckedRun(tries=(attempt(0, (1, 2), 10), attempt(1, (2, 2), 11), attempt(2, (2, 2), 12)), max_tries=3)
+    samples, cost = bench.checked_prefix(run, 2)
+    assert samples.item() == 1 and cost == 21
+    samples, cost = bench.checked_prefix(run, 1)
+    assert samples.item() == 0 and cost == 10
+    samples, cost = bench.checked_prefix(run, 3)
+    assert samples.item() == 1 and cost == 33, "the earliest of equal scores is kept"
