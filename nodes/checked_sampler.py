@@ -17,17 +17,15 @@ import comfy.model_management as mm
 import comfy.patcher_extension
 from comfy_api.latest import io
 
-from ..numina_ops import modulation
 from ..numina_ops.judge import CheckedRun, TryResult
 from ..numina_ops.layout import MODES
 from ..numina_ops.records import Capture, NuminaInputError
 from .attention_capture import recapture
 from .check_preview import VIDEO_FPS, render_check
 from .counting import run_counter
-from .cross_attn_guide import BIAS_FORM_OPTIONS
 from .layout_infer import layout_from_capture
 from .layout_refine import refined
-from .numina_sampler import sample_with_layout
+from .numina_sampler import run_inputs, sample_with_layout
 from .preview import animated_ui
 from .records_io import CAPTURE, CHECK, COUNTER, TRIES
 from .schema import search_aliases
@@ -124,18 +122,7 @@ class NuminaCheckedSampler(io.ComfyNode):
                                      "the first try with every count right."),
                 io.Combo.Input("mode", options=list(MODES), default="auto",
                                tooltip="The layout readout of every try (see NuminaLayoutInfer)."),
-                io.Combo.Input("bias_form", options=BIAS_FORM_OPTIONS, default="auto",
-                               tooltip="As on NuminaCrossAttnGuide: auto is sparse, exact and fastest."),
-                io.Combo.Input("bias", options=list(modulation.RULES), default="calibrated", optional=True,
-                               tooltip="calibrated (default) or published: see NuminaCrossAttnGuide."),
-                io.Float.Input("added_boost", default=0.0, min=0.0, max=50.0, step=0.5, optional=True,
-                               tooltip="0 = none. A manual floor for added instances' bias (see the guide node)."),
-                io.Boolean.Input("bias_modifiers", default=True, optional=True,
-                                 tooltip="Also bias the words between the numeral and the noun (see the guide node)."),
-                io.Model.Input("low_noise_model", optional=True,
-                               tooltip="Wan2.2 A14B: the low-noise expert, which samples from switch_step on."),
-                io.Int.Input("switch_step", default=-1, min=-1, max=10000, optional=True,
-                             tooltip="Wan2.2 A14B: the step where the low-noise expert takes over; -1 = one model."),
+                *run_inputs(),
             ],
             outputs=[
                 io.Image.Output(display_name="images", tooltip="The kept try's decoded video."),

@@ -34,6 +34,26 @@ def _check(capture, layout) -> None:
             "this capture through NuminaLayoutInfer and NuminaLayoutRefine")
 
 
+def run_inputs() -> list:
+    """The inputs of a NUMINA run after the capture and layout (NuminaSampler, and every try of
+    NuminaCheckedSampler): the bias settings and the Wan2.2 A14B expert switch."""
+    return [
+        io.Combo.Input("bias_form", options=BIAS_FORM_OPTIONS, default="auto",
+                       tooltip="As on NuminaCrossAttnGuide: auto is sparse, exact and fastest."),
+        io.Combo.Input("bias", options=list(modulation.RULES), default="calibrated", optional=True,
+                       tooltip="calibrated: biases computed from the model's own attention at every step; "
+                               "published: the paper's fixed offsets (see the guide node)."),
+        io.Float.Input("added_boost", default=0.0, min=0.0, max=50.0, step=0.5, optional=True,
+                       tooltip="0 = none. A manual floor for added instances' bias (see the guide node)."),
+        io.Boolean.Input("bias_modifiers", default=True, optional=True,
+                         tooltip="Also bias the words between the numeral and the noun (see the guide node)."),
+        io.Model.Input("low_noise_model", optional=True,
+                       tooltip="Wan2.2 A14B: the low-noise expert, which samples from switch_step on."),
+        io.Int.Input("switch_step", default=-1, min=-1, max=10000, optional=True,
+                     tooltip="Wan2.2 A14B: the step where the low-noise expert takes over; -1 = one model."),
+    ]
+
+
 class NuminaSampler(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -49,19 +69,7 @@ class NuminaSampler(io.ComfyNode):
                 io.Model.Input("model", tooltip="The Wan model the capture ran on (Wan2.2 A14B: the high-noise expert)."),
                 CAPTURE.Input("capture", tooltip="From NuminaAttentionCapture: every sampling setting comes from it."),
                 LAYOUT.Input("layout", tooltip="From NuminaLayoutRefine (or a hand-edited layout)."),
-                io.Combo.Input("bias_form", options=BIAS_FORM_OPTIONS, default="auto",
-                               tooltip="As on NuminaCrossAttnGuide: auto is sparse, exact and fastest."),
-                io.Combo.Input("bias", options=list(modulation.RULES), default="calibrated", optional=True,
-                               tooltip="calibrated: biases computed from the model's own attention at every step; "
-                                       "published: the paper's fixed offsets (see the guide node)."),
-                io.Float.Input("added_boost", default=0.0, min=0.0, max=50.0, step=0.5, optional=True,
-                               tooltip="0 = none. A manual floor for added instances' bias (see the guide node)."),
-                io.Boolean.Input("bias_modifiers", default=True, optional=True,
-                                 tooltip="Also bias the words between the numeral and the noun (see the guide node)."),
-                io.Model.Input("low_noise_model", optional=True,
-                               tooltip="Wan2.2 A14B: the low-noise expert, which samples from switch_step on."),
-                io.Int.Input("switch_step", default=-1, min=-1, max=10000, optional=True,
-                             tooltip="Wan2.2 A14B: the step where the low-noise expert takes over; -1 = one model."),
+                *run_inputs(),
             ],
             outputs=[io.Latent.Output(display_name="latent"), io.String.Output(display_name="report")],
             hidden=[io.Hidden.unique_id],

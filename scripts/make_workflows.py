@@ -431,14 +431,20 @@ def _prompts(g: Graph, clip: Output, positive: str, negative: str) -> tuple[Node
     return pos, neg
 
 
+def _capture(g: Graph, model: Output, clip: Output, pos: Node, neg: Node, latent: Output, sampling: Sampling,
+             prompt: str, numina: Numina) -> Node:
+    """The capture node, where a workflow's run settings are entered once."""
+    return g.add("NuminaAttentionCapture", 2, color=NUMINA_COLOR, model=model, clip=clip,
+                 positive=pos["CONDITIONING"], negative=neg["CONDITIONING"], latent=latent,
+                 **sampling.as_widgets(), prompt=prompt, count_override="", reference_step=numina.reference_step,
+                 block=numina.block, cross_attention_blocks=numina.cross_attention_blocks, memory_budget_mb=256)
+
+
 def _numina_run(g: Graph, model: Output, clip: Output, pos: Node, neg: Node, latent: Output,
                 sampling: Sampling, prompt: str, numina: Numina = Numina(),
                 low_noise_model: Optional[Output] = None, switch_step: int = -1) -> tuple[Node, Node, Node, Node]:
     """capture -> infer -> refine -> NuminaSampler: the settings on the capture, nothing on the sampler."""
-    capture = g.add("NuminaAttentionCapture", 2, color=NUMINA_COLOR, model=model, clip=clip,
-                    positive=pos["CONDITIONING"], negative=neg["CONDITIONING"], latent=latent,
-                    **sampling.as_widgets(), prompt=prompt, count_override="", reference_step=numina.reference_step,
-                    block=numina.block, cross_attention_blocks=numina.cross_attention_blocks, memory_budget_mb=256)
+    capture = _capture(g, model, clip, pos, neg, latent, sampling, prompt, numina)
     infer = g.add("NuminaLayoutInfer", 3, color=NUMINA_COLOR, capture=capture["capture"], mode=numina.mode)
     refine = g.add("NuminaLayoutRefine", 3, color=NUMINA_COLOR, layout=infer["layout"])
     sampler = g.add("NuminaSampler", 4, color=NUMINA_COLOR, model=model, capture=capture["capture"],
@@ -519,10 +525,7 @@ def wan_t2v_checked(object_info: dict[str, Any], comfyui: str) -> Graph:
     pos, neg = _prompts(g, clip["CLIP"], prompt, WAN_NEGATIVE)
     latent = g.add("EmptyHunyuanLatentVideo", 1, width=size[0], height=size[1], length=size[2], batch_size=1)
     numina = Numina()
-    capture = g.add("NuminaAttentionCapture", 2, color=NUMINA_COLOR, model=model["MODEL"], clip=clip["CLIP"],
-                    positive=pos["CONDITIONING"], negative=neg["CONDITIONING"], latent=latent["LATENT"],
-                    **sampling.as_widgets(), prompt=prompt, count_override="", reference_step=numina.reference_step,
-                    block=numina.block, cross_attention_blocks=numina.cross_attention_blocks, memory_budget_mb=256)
+    capture = _capture(g, model["MODEL"], clip["CLIP"], pos, neg, latent["LATENT"], sampling, prompt, numina)
     checked = g.add("NuminaCheckedSampler", 3, color=NUMINA_COLOR, model=model["MODEL"], capture=capture["capture"],
                     vae=vae["VAE"], counter=counter["counter"], tries=3, mode=numina.mode, bias_form=numina.bias_form,
                     bias=numina.bias, added_boost=numina.added_boost, bias_modifiers=numina.bias_modifiers,
