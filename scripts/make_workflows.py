@@ -339,7 +339,7 @@ def _model_entry(filename: str) -> dict[str, str]:
 def _width(node_type: str) -> float:
     return {"CLIPTextEncode": 420.0, "Note": 420.0, "NuminaAttentionCapture": 380.0, "CLIPLoader": 350.0,
             "UNETLoader": 350.0, "VAELoader": 350.0, "NuminaLayoutInfer": 360.0, "NuminaLayoutRefine": 360.0,
-            "NuminaSampler": 360.0}.get(node_type, 320.0)
+            "NuminaSampler": 360.0, "NuminaCheckedSampler": 420.0, "NuminaCountCheck": 380.0}.get(node_type, 320.0)
 
 
 def _height(definition: Definition, widgets_values: list[Any]) -> float:
@@ -350,7 +350,11 @@ def _height(definition: Definition, widgets_values: list[Any]) -> float:
     sockets = max(len(definition.sockets), len(definition.outputs))
     multiline = sum(1 for w in definition.widgets if len(w.spec) > 1 and w.spec[1].get("multiline"))
     height = 10 + 22 * sockets + 26 * len(widgets_values) + 90 * multiline
-    if definition.output_node and any(s.type == "IMAGE" for s in definition.outputs):
+    if definition.output_node and any(s.name == "tries" for s in definition.outputs):
+        height += 620   # the checked sampler: the kept video's check preview and every try's line
+    elif definition.output_node and any(s.name == "all_right" for s in definition.outputs):
+        height += 440   # the count check: the video's check preview and its counts
+    elif definition.output_node and any(s.type == "IMAGE" for s in definition.outputs):
         height += 300   # the layout preview and the counts, on the node
     elif any(s.name == "report" for s in definition.outputs):
         height += 120   # the report's text, on the node
