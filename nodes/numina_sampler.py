@@ -98,11 +98,14 @@ def sample_with_layout(model, capture: Capture, layout: Layout, bias_form: str, 
         raise NuminaInputError(f"with a low_noise_model, set switch_step between 1 and {steps - 1} (the step "
                                "where the low-noise expert takes over)")
     stop = switch_step if two_experts else steps
+    if two_experts and reference.state is not None and reference.next_step > switch_step:
+        # at few steps (Wan2.2 A14B 2+2) the published step fraction lands on or after the switch
+        raise NuminaInputError(
+            f"the capture's reference step ({reference.next_step - 1}) is not before switch_step ({switch_step}): the "
+            f"layout must be read on the high-noise expert. Set the capture's reference_step to {switch_step - 1} "
+            "(or lower)")
     guided, session, guide_report = guide(model, layout, bias_form, added_boost, bias_modifiers, node_id, rule=bias)
     if session is None and reference.state is not None:
-        if reference.next_step > stop:
-            raise NuminaInputError(f"the capture's reference step ({reference.next_step - 1}) is past switch_step "
-                                   f"({switch_step}): capture on the high-noise expert at a step before the switch")
         samples = sampling.finish(model, reference, stop)
         how = (f"counts already right: finished the capture's reference pass from step {reference.next_step}"
                f" ({steps - reference.next_step} more model evaluations, {steps} in all): the plain run.")

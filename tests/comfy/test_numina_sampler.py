@@ -81,6 +81,20 @@ def test_two_experts_switch_at_the_given_step(run, comfy, tiny_model):
         _sampler(comfy, tiny_model, capture, _untouched(layout), low_noise_model=tiny_model)
 
 
+def test_at_2_plus_2_steps_the_default_reference_step_is_refused_with_the_step_to_set(run, comfy, tiny_model):
+    """Wan2.2 A14B with a 4-step LoRA, 2 + 2 steps: the published step fraction (20 of 50) is step 2,
+    the switch itself; the layout must be read on the high-noise expert, so both the finished and
+    the guided run stop and name reference_step 1."""
+    assert STEPS == 4
+    right, _, _ = run.capture()                                         # reference_step -1: the default
+    to_fix, _, _ = run.capture(override="circles: 5")
+    assert right.step_index == to_fix.step_index == 2
+    cases = ((right, _untouched(run.layout(right)[0])), (to_fix, run.refine(run.layout(to_fix)[0])[0]))
+    for capture, layout in cases:
+        with pytest.raises(ValueError, match=r"reference step \(2\) is not before switch_step \(2\).*reference_step to 1"):
+            _sampler(comfy, tiny_model, capture, layout, low_noise_model=tiny_model, switch_step=2)
+
+
 def test_a_guided_model_sampled_with_other_settings_names_both_values(run, comfy):
     *_, model, _ = run.pipeline()
     pos, neg = run.cond(PROMPT), run.cond("")
