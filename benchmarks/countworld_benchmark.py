@@ -119,8 +119,8 @@ def numina_graph(prompt: str, seed: int, steps: int, cfg: float, prefix: str, se
 
 def checked_graph(prompt: str, seed: int, steps: int, cfg: float, settings: dict[str, Any], tries: int,
                   error_rate: float, checkpoint: str = evaluate.CHECKPOINT) -> dict[str, Any]:
-    """API-format graph: Capture -> NuminaCheckedSampler (decode: the fixed RGB decode of the
-    latent-space world; judge: the CountWorld frame counter, erring at ``error_rate``)."""
+    """API-format graph: Capture -> NuminaCheckedSampler (decode: the CountWorld VAE's code
+    pictures; judge: the CountWorld frame counter, erring at ``error_rate``)."""
     graph = numina_graph(prompt, seed, steps, cfg, "unused", settings, checkpoint)
     for node in ("8", "9", "10", "11"):
         del graph[node]
@@ -313,9 +313,11 @@ def run_share(args: argparse.Namespace, methods: list[str], prompts: list[str]) 
     in_colour: dict[str, list[evaluate.VideoResult]] = {m: [] for m in methods}
     draws_needed = max([int(m[len("best_of_"):]) for m in methods if m.startswith("best_of_")] + [1])
     ran = ["plain"] + [m for m in NUMINA_METHODS if m in methods or (m == "numina" and "numina_best_of_2" in methods)]
-    loops = {rate: max(int(m.rsplit("_", 1)[1]) for m in methods if m.startswith(prefix))
-             for prefix, rate in (("checked_erring_", JUDGE_ERROR_RATE), ("checked_", 0.0))
-             if any(m.startswith(prefix) and m[len(prefix):].isdigit() for m in methods)}
+    loops = {}       # judge error rate -> the most tries any method asks of it (the others read off its tries)
+    for prefix, rate in (("checked_erring_", JUDGE_ERROR_RATE), ("checked_", 0.0)):
+        tries = [int(m[len(prefix):]) for m in methods if m.startswith(prefix) and m[len(prefix):].isdigit()]
+        if tries:
+            loops[rate] = max(tries)
 
     def timed(fn) -> tuple[torch.Tensor, int, float]:
         t0 = time.time()
