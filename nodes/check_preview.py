@@ -2,7 +2,6 @@
 noun's colour, titled per noun with count / target, as the layout previews title theirs."""
 from __future__ import annotations
 
-import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 

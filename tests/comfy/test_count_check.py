@@ -3,14 +3,13 @@
 The judge here is the CountWorld frame counter (testing pack) on a trained CountWorld model, or a
 scripted judge where a test needs to decide what the judge says (how many tries, which is kept).
 The GroundingDINO path is the real transformers model, tiny and random, built by the test."""
-import dataclasses
 import os
 
 import pytest
 import torch
 
 from countworld import evaluate, world
-from numina_ops.judge import Box, CheckedRun
+from numina_ops.judge import Box
 
 PROMPT = "three red circles and two blue squares drifting on a grey background"
 SEED, STEPS = 5, 25
