@@ -17,7 +17,7 @@ import comfy.model_management as mm
 import comfy.patcher_extension
 from comfy_api.latest import io
 
-from ..numina_ops.judge import CheckedRun, TryResult
+from ..numina_ops.judge import CheckedRun, TryResult, best_try
 from ..numina_ops.layout import MODES
 from ..numina_ops.records import Capture, NuminaInputError
 from .attention_capture import recapture
@@ -90,7 +90,7 @@ def run_tries(model, capture: Capture, vae, counter, tries: int, mode: str, bias
         check = run_counter(frames, current, counter)
         results.append(TryResult(seed=seed, check=check, evaluations=evaluations.calls - before + reference_steps,
                                  guided=layout.needs_guidance, samples=latent["samples"].detach().to("cpu")))
-        if best_latent is None or check.score > max(r.check.score for r in results[:-1]):
+        if best_try([r.check.score for r in results]) == i:      # the rule CheckedRun.chosen keeps
             best_latent, best_frames = latent, frames
         del latent, frames, layout, current
         gc.collect()

@@ -11,7 +11,7 @@ import torch
 
 import comfy.model_management as mm
 
-from ..numina_ops.judge import CountCheck, ObjectCounter, check_frames
+from ..numina_ops.judge import CountCheck, ObjectCounter, check_frames, check_image
 from ..numina_ops.layout_masks import pixels_per_token, video_frames
 from ..numina_ops.records import Capture, Layout, NuminaInputError
 from .progress import comfy_progress
@@ -35,9 +35,7 @@ def expected_video(record: Capture | Layout) -> tuple[int, int, int]:
 
 def check_video_frames(frames: torch.Tensor, record: Capture | Layout) -> None:
     """Refuse frames that are not the record's video (another size or frame count)."""
-    if not isinstance(frames, torch.Tensor) or frames.ndim != 4 or frames.shape[-1] != 3:
-        shape = tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
-        raise NuminaInputError(f"expected decoded frames (IMAGE, as VAE Decode gives them), got {shape}")
+    check_image(frames)
     want = expected_video(record)
     got = (int(frames.shape[0]), int(frames.shape[1]), int(frames.shape[2]))
     if got != want:

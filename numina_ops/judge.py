@@ -110,13 +110,18 @@ def _run_lengths(counts: Sequence[int]) -> str:
     return ", ".join(parts) if parts else "(no frames)"
 
 
-def check_frames(frames: torch.Tensor, targets: Targets, counter: ObjectCounter,
-                 device: Optional[torch.device] = None) -> CountCheck:
-    """Count every counted noun of ``targets`` in every frame with ``counter``."""
+def check_image(frames) -> None:
+    """Refuse anything that is not decoded frames: IMAGE [frames, height, width, 3], at least one."""
     if not isinstance(frames, torch.Tensor) or frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
         shape = tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
         raise NuminaInputError(f"expected decoded frames (IMAGE [frames, height, width, 3], as VAE Decode gives "
                                f"them, at least one frame), got {shape}")
+
+
+def check_frames(frames: torch.Tensor, targets: Targets, counter: ObjectCounter,
+                 device: Optional[torch.device] = None) -> CountCheck:
+    """Count every counted noun of ``targets`` in every frame with ``counter``."""
+    check_image(frames)
     nouns = tuple(t.noun for t in targets.items)
     wanted = tuple(t.count for t in targets.items)
     boxes = counter.detect(frames, nouns, device=device) if nouns else [[] for _ in range(frames.shape[0])]

@@ -472,14 +472,17 @@ def _illustrate(g: Graph, prompt: str, size: tuple[int, int, int], stride: int) 
     g.illustration = (first.noun, first.count, height // stride, width // stride)
 
 
-def wan_t2v(object_info: dict[str, Any], comfyui: str, name: str, title: str, unet: str, vae_name: str,
-            size: tuple[int, int, int], sampling: Sampling, shift: float, fps: float, prompt: str,
-            wan22_latent: bool = False, numina: Numina = Numina()) -> Graph:
-    g = Graph(name, title, f"{title}: NUMINA count-corrected text-to-video.", object_info, comfyui)
-    g.add("Note", 0, title="NUMINA: how this works", box_height=300.0, color=NOTE_COLOR, text=HOW_IT_WORKS_NOTE)
+def _wan_loaders(g: Graph, unet: str, vae_name: str) -> tuple[Node, Node, Node]:
+    """A real-Wan workflow's model, umT5 text encoder and VAE loaders."""
     loader = g.add("UNETLoader", 0, unet_name=unet, weight_dtype="default")
     clip = g.add("CLIPLoader", 0, clip_name="umt5_xxl_fp8_e4m3fn_scaled.safetensors", type="wan", device="default")
     vae = g.add("VAELoader", 0, vae_name=vae_name)
+    return loader, clip, vae
+
+
+def _wan_inputs(g: Graph, loader: Node, clip: Node, vae: Node, shift: float, prompt: str,
+                size: tuple[int, int, int], wan22_latent: bool = False) -> tuple[Node, Node, Node, Node]:
+    """The shifted model, both prompts and the empty video latent of a real-Wan workflow."""
     model = g.add("ModelSamplingSD3", 1, model=loader["MODEL"], shift=shift)
     pos, neg = _prompts(g, clip["CLIP"], prompt, WAN_NEGATIVE)
     width, height, length = size
@@ -488,6 +491,25 @@ def wan_t2v(object_info: dict[str, Any], comfyui: str, name: str, title: str, un
                        batch_size=1)
     else:
         latent = g.add("EmptyHunyuanLatentVideo", 1, width=width, height=height, length=length, batch_size=1)
+    return model, pos, neg, latent
+
+
+def _checked_sampler(g: Graph, column: int, model: Output, capture: Node, vae: Output, counter: Output,
+                     numina: Numina = Numina(), tries: int = 3) -> Node:
+    """NuminaCheckedSampler with a workflow's NUMINA settings (the nodes' defaults) and one model."""
+    return g.add("NuminaCheckedSampler", column, color=NUMINA_COLOR, model=model, capture=capture["capture"],
+                 vae=vae, counter=counter, tries=tries, mode=numina.mode, bias_form=numina.bias_form,
+                 bias=numina.bias, added_boost=numina.added_boost, bias_modifiers=numina.bias_modifiers,
+                 low_noise_model=None, switch_step=-1)
+
+
+def wan_t2v(object_info: dict[str, Any], comfyui: str, name: str, title: str, unet: str, vae_name: str,
+            size: tuple[int, int, int], sampling: Sampling, shift: float, fps: float, prompt: str,
+            wan22_latent: bool = False, numina: Numina = Numina()) -> Graph:
+    g = Graph(name, title, f"{title}: NUMINA count-corrected text-to-video.", object_info, comfyui)
+    g.add("Note", 0, title="NUMINA: how this works", box_height=300.0, color=NOTE_COLOR, text=HOW_IT_WORKS_NOTE)
+    loader, clip, vae = _wan_loaders(g, unet, vae_name)
+    model, pos, neg, latent = _wan_inputs(g, loader, clip, vae, shift, prompt, size, wan22_latent)
     capture, infer, refine, sampler = _numina_run(g, model["MODEL"], clip["CLIP"], pos, neg, latent["LATENT"],
                                                   sampling, prompt, numina)
     _video_out(g, sampler["latent"], vae["VAE"], fps, f"video/{name}")
@@ -520,20 +542,12 @@ def wan_t2v_checked(object_info: dict[str, Any], comfyui: str) -> Graph:
     g = Graph(name, title, f"{title}: NUMINA, counted by GroundingDINO, retried on the next seed until right.",
               object_info, comfyui)
     g.add("Note", 0, title="NUMINA: check and retry", box_height=330.0, color=NOTE_COLOR, text=CHECKED_NOTE)
-    loader = g.add("UNETLoader", 0, unet_name="wan2.1_t2v_1.3B_fp16.safetensors", weight_dtype="default")
-    clip = g.add("CLIPLoader", 0, clip_name="umt5_xxl_fp8_e4m3fn_scaled.safetensors", type="wan", device="default")
-    vae = g.add("VAELoader", 0, vae_name="wan_2.1_vae.safetensors")
+    loader, clip, vae = _wan_loaders(g, "wan2.1_t2v_1.3B_fp16.safetensors", "wan_2.1_vae.safetensors")
     counter = g.add("NuminaCounterLoader", 0, color=NUMINA_COLOR, model_name="grounding-dino-tiny",
                     box_threshold=0.32, text_threshold=0.25, frames_per_batch=4)
-    model = g.add("ModelSamplingSD3", 1, model=loader["MODEL"], shift=8.0)
-    pos, neg = _prompts(g, clip["CLIP"], prompt, WAN_NEGATIVE)
-    latent = g.add("EmptyHunyuanLatentVideo", 1, width=size[0], height=size[1], length=size[2], batch_size=1)
-    numina = Numina()
-    capture = _capture(g, model["MODEL"], clip["CLIP"], pos, neg, latent["LATENT"], sampling, prompt, numina)
-    checked = g.add("NuminaCheckedSampler", 3, color=NUMINA_COLOR, model=model["MODEL"], capture=capture["capture"],
-                    vae=vae["VAE"], counter=counter["counter"], tries=3, mode=numina.mode, bias_form=numina.bias_form,
-                    bias=numina.bias, added_boost=numina.added_boost, bias_modifiers=numina.bias_modifiers,
-                    low_noise_model=None, switch_step=-1)
+    model, pos, neg, latent = _wan_inputs(g, loader, clip, vae, 8.0, prompt, size)
+    capture = _capture(g, model["MODEL"], clip["CLIP"], pos, neg, latent["LATENT"], sampling, prompt, Numina())
+    checked = _checked_sampler(g, 3, model["MODEL"], capture, vae["VAE"], counter["counter"])
     video = g.add("CreateVideo", 4, images=checked["images"], fps=16.0)
     g.add("SaveVideo", 4, box_height=300.0, video=video["VIDEO"], filename_prefix=f"video/{name}", format="auto")
     g.group("Load models and the judge", [loader, clip, vae, counter])
@@ -637,10 +651,7 @@ def cpu_demo(object_info: dict[str, Any], comfyui: str, unet: str, vae_name: str
             checks.append(g.add("SaveImage", column, title=f"Save count check ({name or 'numina_'}run)",
                                 images=check["preview"], filename_prefix=f"{DEMO_PREFIX}/{name}check"))
         # the run that checks itself: NUMINA, counted, retried on the next seed until right (3 tries)
-        checked = g.add("NuminaCheckedSampler", 7, color=NUMINA_COLOR, model=model["MODEL"],
-                        capture=capture["capture"], vae=vae["VAE"], counter=judge["counter"], tries=3, mode="auto",
-                        bias_form="auto", bias="calibrated", added_boost=0.0, bias_modifiers=True,
-                        low_noise_model=None, switch_step=-1)
+        checked = _checked_sampler(g, 7, model["MODEL"], capture, vae["VAE"], judge["counter"])
         recheck = g.add("NuminaCountCheck", 8, color=NUMINA_COLOR, title="NUMINA Count Check (checked run)",
                         images=checked["images"], capture=capture["capture"], counter=judge["counter"])
         checks += [checked, recheck, g.add("SaveImage", 8, title="Save count check (checked run)",

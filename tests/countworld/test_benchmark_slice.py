@@ -10,14 +10,19 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 
-def test_benchmark_slice_runs_every_method_in_two_workers_and_reports(tmp_path):
+def _slice(tmp_path, *options):
+    """The benchmark on 2 prompts x 1 seed at 6 steps: (the finished process, its report JSON)."""
     out = tmp_path / "slice.json"
     done = subprocess.run(
         [sys.executable, os.path.join(ROOT, "benchmarks", "countworld_benchmark.py"), "--limit", "2", "--seeds", "1",
-         "--steps", "6", "--jobs", "2", "--json", str(out)],
+         "--steps", "6", *options, "--json", str(out)],
         capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    report = json.loads(out.read_text())
+    return done, json.loads(out.read_text())
+
+
+def test_benchmark_slice_runs_every_method_in_two_workers_and_reports(tmp_path):
+    done, report = _slice(tmp_path, "--jobs", "2")
     assert set(report["summaries"]) == {"plain", "numina", "numina_published", "best_of_2", "best_of_3",
                                         "best_of_4", "numina_best_of_2"}
     for name, summary in report["summaries"].items():
@@ -86,13 +91,8 @@ def test_best_of_n_at_a_cost_mixes_the_two_neighbouring_n():
 def test_benchmark_slice_runs_the_checked_sampler_with_both_judges(tmp_path):
     """The closed loop through the real graph (NuminaCheckedSampler, the CountWorld VAE and judge):
     at most N whole NUMINA runs a video, N = 3 costing at least what N = 2 costs."""
-    out = tmp_path / "checked.json"
-    done = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "benchmarks", "countworld_benchmark.py"), "--limit", "2", "--seeds", "1",
-         "--steps", "6", "--methods", "plain,checked_2,checked_3,checked_erring_3", "--json", str(out)],
-        capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    summaries = json.loads(out.read_text())["summaries"]
+    _, report = _slice(tmp_path, "--methods", "plain,checked_2,checked_3,checked_erring_3")
+    summaries = report["summaries"]
     assert set(summaries) == {"plain", "checked_2", "checked_3", "checked_erring_3"}
     cost = {name: s["evaluations_per_video"] for name, s in summaries.items()}
     one_run = 6 + 4 + 6                                   # k + 1 + N at most
