@@ -14,7 +14,6 @@ from typing import Optional
 import torch
 
 import comfy.model_management as mm
-import comfy.patcher_extension
 from comfy_api.latest import io
 
 from ..numina_ops.judge import CheckedRun, TryResult, best_try
@@ -28,31 +27,10 @@ from .layout_refine import refined
 from .numina_sampler import run_inputs, sample_with_layout
 from .preview import animated_ui
 from .records_io import CAPTURE, CHECK, COUNTER, TRIES
+from .sampling import EVALUATIONS_UI_KEY, EvaluationCount
 from .schema import search_aliases
 
 MAX_TRIES = 16
-EVALUATIONS_KEY = "numina_evaluations"
-
-
-class _Evaluations:
-    """Counts diffusion-model calls (one per model evaluation, cond and uncond batched) through
-    ComfyUI's APPLY_MODEL wrapper on a clone, whatever the sampler."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def __call__(self, executor, *args, **kwargs):
-        self.calls += 1
-        return executor(*args, **kwargs)
-
-    def counted(self, model):
-        if model is None:
-            return None
-        clone = model.clone()
-        clone.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, EVALUATIONS_KEY, self)
-        return clone
-
-
 def decode(vae, latent: dict) -> torch.Tensor:
     """IMAGE [frames, H, W, 3] as VAEDecode gives it (a video's batch and time dims flattened)."""
     images = vae.decode(latent["samples"])
@@ -72,7 +50,7 @@ def run_tries(model, capture: Capture, vae, counter, tries: int, mode: str, bias
                                "(or KSampler) for this prompt")
     if not 1 <= tries <= MAX_TRIES:
         raise NuminaInputError(f"tries must be between 1 and {MAX_TRIES}, got {tries}")
-    evaluations = _Evaluations()
+    evaluations = EvaluationCount()
     counted, counted_low = evaluations.counted(model), evaluations.counted(low_noise_model)
     results: list[TryResult] = []
     best_latent, best_frames = None, None
@@ -146,5 +124,6 @@ class NuminaCheckedSampler(io.ComfyNode):
         report = run.describe()
         check = run.tries[run.chosen].check
         preview = render_check(frames, check)
-        return io.NodeOutput(frames, latent, check, report, run,
-                             ui=animated_ui(preview, report, "numina_checked_", VIDEO_FPS, lossless=False))
+        ui = animated_ui(preview, report, "numina_checked_", VIDEO_FPS, lossless=False)
+        ui[EVALUATIONS_UI_KEY] = [run.evaluations]     # what an API client (the CountBench runner) reads
+        return io.NodeOutput(frames, latent, check, report, run, ui=ui)

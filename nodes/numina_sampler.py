@@ -79,10 +79,14 @@ class NuminaSampler(io.ComfyNode):
     def execute(cls, model, capture, layout, bias_form, added_boost: float = 0.0, bias_modifiers: bool = True,
                 low_noise_model=None, switch_step: int = -1, bias: str = "calibrated") -> io.NodeOutput:
         node_id = getattr(getattr(cls, "hidden", None), "unique_id", None)
-        latent, report = sample_with_layout(model, capture, layout, bias_form, added_boost, bias_modifiers,
-                                            low_noise_model, switch_step, bias,
+        evaluations = sampling.EvaluationCount()
+        latent, report = sample_with_layout(evaluations.counted(model), capture, layout, bias_form, added_boost,
+                                            bias_modifiers, evaluations.counted(low_noise_model), switch_step, bias,
                                             None if node_id is None else str(node_id))
-        return io.NodeOutput(latent, report, ui=report_ui(report))
+        ui = report_ui(report)
+        reference_steps = capture.reference.next_step if isinstance(capture, Capture) and capture.reference else 0
+        ui[sampling.EVALUATIONS_UI_KEY] = [evaluations.calls + reference_steps]   # read by API clients
+        return io.NodeOutput(latent, report, ui=ui)
 
 
 def sample_with_layout(model, capture: Capture, layout: Layout, bias_form: str, added_boost: float = 0.0,

@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional
 import torch
 
 import comfy.model_management
+import comfy.patcher_extension
 import comfy.sample
 import comfy.samplers
 import comfy.utils
@@ -26,6 +27,31 @@ import latent_preview
 from ..numina_ops.records import NuminaInputError, ReferencePass, SamplingSettings
 
 LATENT_RATIO_KEYS = ("downscale_ratio_spacial", "downscale_ratio_temporal")
+
+
+EVALUATIONS_KEY = "numina_evaluations"
+# the ui key under which NuminaSampler and NuminaCheckedSampler report the model evaluations a video
+# cost, reference pass included (in /history for API clients such as benchmarks/countbench.py)
+EVALUATIONS_UI_KEY = "model_evaluations"
+
+
+class EvaluationCount:
+    """Counts diffusion-model calls (one per model evaluation, cond and uncond batched) through
+    ComfyUI's APPLY_MODEL wrapper on a clone, whatever the sampler."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, executor, *args, **kwargs):
+        self.calls += 1
+        return executor(*args, **kwargs)
+
+    def counted(self, model):
+        if model is None:
+            return None
+        clone = model.clone()
+        clone.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, EVALUATIONS_KEY, self)
+        return clone
 
 
 def _variant(obj: Any, **methods: Callable) -> Any:
