@@ -216,3 +216,38 @@ def test_servers_that_cannot_run_it_are_refused_before_anything_is_queued(server
     client = Client(servers[0].url)
     client._object_info = no_pack
     assert any("NuminaAttentionCapture (the NUMINA pack" in m for m in client.check_graph(graph))
+
+
+def test_the_shipped_wan_workflow_is_the_template_and_the_server_names_the_missing_wan_files(servers, tmp_path):
+    """The default template is the shipped Wan 2.1 1.3B workflow (UI format), converted with the
+    server's /object_info; a server without the Wan files is refused with each file named."""
+    import countbench
+    import countbench_graphs
+    from comfy_client import ComfyServer as Client
+
+    with pytest.raises(SystemExit) as refused:
+        countbench.main(["--server", servers[0].url, "--methods", "plain,numina,checked_3", "--server-counter",
+                         "grounding-dino-tiny", "--limit", "1", "--out", str(tmp_path / "a")])
+    message = str(refused.value)
+    for name in ("wan2.1_t2v_1.3B_fp16.safetensors", "umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+                 "wan_2.1_vae.safetensors"):
+        assert name in message
+    # (the counter loader always offers GroundingDINO tiny / base, so a missing detector folder is named
+    # by the first checked job's error, with its download command)
+    assert not (tmp_path / "a" / "journal.jsonl").exists(), "nothing was queued"
+
+    with open(countbench.DEFAULT_WORKFLOW) as f:
+        template = countbench_graphs.load_template(json.load(f), Client(servers[0].url).object_info())
+    item = countbench.load_items("countbench")[1]                   # 'A single tiger walking through a jungle.'
+    graphs = {m: countbench_graphs.method_graph(template, m, item.prompt, item.counts, 7, "p",
+                                                countbench_graphs.parse_counter("grounding-dino-tiny"))
+              for m in ("plain", "numina", "checked_3")}
+    kinds = {m: sorted(n["class_type"] for n in g.values()) for m, g in graphs.items()}
+    assert "KSampler" in kinds["plain"] and not any(k.startswith("Numina") for k in kinds["plain"])
+    assert {"NuminaAttentionCapture", "NuminaSampler", "SaveImage"} <= set(kinds["numina"])
+    assert {"NuminaCheckedSampler", "NuminaCounterLoader"} <= set(kinds["checked_3"])
+    assert "SaveVideo" not in kinds["numina"], "frames are written losslessly for the judge"
+    plain_sampler = next(n for n in graphs["plain"].values() if n["class_type"] == "KSampler")["inputs"]
+    capture = graphs["numina"][template.capture]["inputs"]
+    assert (plain_sampler["seed"], plain_sampler["steps"], plain_sampler["cfg"]) == (7, capture["steps"], capture["cfg"])
+    assert capture["prompt"] == item.prompt and graphs["numina"][template.positive]["inputs"]["text"] == item.prompt
