@@ -42,7 +42,8 @@ DEFAULTS = dict(steps=25, cfg=1.0, shift=3.0, sampler_name="euler", scheduler="s
 class ComfyPipeline:
     """ComfyUI's own nodes, loaded once: the plain text-to-video path of a Wan 2.1 workflow."""
 
-    def __init__(self, checkpoint: str = CHECKPOINT, shift: float = DEFAULTS["shift"]) -> None:
+    def __init__(self, checkpoint: str = CHECKPOINT, shift: float = DEFAULTS["shift"], lora: str = "",
+                 lora_strength: float = 1.0) -> None:
         from numina_dev import comfy_runtime
 
         comfy_runtime.bootstrap()
@@ -56,8 +57,11 @@ class ComfyPipeline:
         ckpt_dir = os.path.join(HERE, "checkpoints")
         if os.path.isdir(ckpt_dir):   # the repository's checkpoint first: a copy in models/ may be stale
             folder_paths.add_model_folder_path("diffusion_models", ckpt_dir, is_default=True)
+            folder_paths.add_model_folder_path("loras", ckpt_dir, is_default=True)
         self.nodes = nodes
         unet = nodes.UNETLoader().load_unet(checkpoint, "default")[0]
+        if lora:   # a step-distillation LoRA, loaded as users load lightx2v's
+            unet = nodes.LoraLoaderModelOnly().load_lora_model_only(unet, lora, lora_strength)[0]
         self.model = ModelSamplingSD3().patch(unet, shift)[0]
         from countworld.train import tiny_text_encoder_module
 
@@ -190,6 +194,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=DEFAULTS["steps"])
     parser.add_argument("--cfg", type=float, default=DEFAULTS["cfg"])
     parser.add_argument("--checkpoint", default=CHECKPOINT)
+    parser.add_argument("--shift", type=float, default=DEFAULTS["shift"],
+                        help="ModelSamplingSD3 shift (5 with a step-distillation LoRA, as users set lightx2v's)")
+    parser.add_argument("--lora", default="", help="a step-distillation LoRA in countworld/checkpoints "
+                        "(countworld/distill.py), loaded with LoraLoaderModelOnly")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", default="", help="write summary and per-video results here")
     args = parser.parse_args()
@@ -198,12 +206,13 @@ def main() -> None:
     prompts = heldout_prompts() if args.set == "heldout" else tuning_prompts()
     if args.limit:
         prompts = prompts[: args.limit]
-    pipeline = ComfyPipeline(args.checkpoint)
+    pipeline = ComfyPipeline(args.checkpoint, shift=args.shift, lora=args.lora)
     start = time.time()
     results = evaluate(prompts, list(range(args.seeds)),
                        lambda p, s: pipeline.sample(p, s, args.steps, args.cfg), log=lambda m: print(m, flush=True))
     summary = summarise(results)
     summary.update(set=args.set, seeds=args.seeds, steps=args.steps, cfg=args.cfg, checkpoint=args.checkpoint,
+                   shift=args.shift, lora=args.lora,
                    total_minutes=round((time.time() - start) / 60, 2))
     print(format_summary(summary))
     if args.json:
