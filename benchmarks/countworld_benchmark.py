@@ -62,7 +62,7 @@ for p in (ROOT, os.path.join(ROOT, "testing")):   # also without the venv's numi
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from countworld import counter, evaluate, world  # noqa: E402
+from countworld import counter, evaluate, quality, world  # noqa: E402
 from countworld.prompts import heldout_prompts, tuning_prompts  # noqa: E402
 from countworld.settings import NUMINA_SETTINGS, reference_step_for  # noqa: E402
 
@@ -88,14 +88,16 @@ JUDGE_ERROR_RATE = 0.2      # the erring judge: one object added or missed in th
 
 
 def numina_graph(prompt: str, seed: int, steps: int, cfg: float, prefix: str, settings: dict[str, Any],
-                 checkpoint: str = evaluate.CHECKPOINT) -> dict[str, Any]:
+                 checkpoint: str = evaluate.CHECKPOINT, shift: float = evaluate.DEFAULTS["shift"],
+                 lora: str = "") -> dict[str, Any]:
     """API-format graph: Capture -> LayoutInfer -> LayoutRefine -> NuminaSampler (which finishes the
-    reference pass when the counts read are right, and runs the guided pass otherwise)."""
+    reference pass when the counts read are right, and runs the guided pass otherwise); with `lora`, a
+    step-distillation LoRA through LoraLoaderModelOnly as users load lightx2v's."""
     sampling = {"seed": seed, "steps": steps, "cfg": cfg, "sampler_name": evaluate.DEFAULTS["sampler_name"],
                 "scheduler": evaluate.DEFAULTS["scheduler"]}
-    return {
+    graph = {
         "1": {"class_type": "UNETLoader", "inputs": {"unet_name": checkpoint, "weight_dtype": "default"}},
-        "2": {"class_type": "ModelSamplingSD3", "inputs": {"model": ["1", 0], "shift": evaluate.DEFAULTS["shift"]}},
+        "2": {"class_type": "ModelSamplingSD3", "inputs": {"model": ["1", 0], "shift": shift}},
         "3": {"class_type": "NuminaTinyTextEncoderLoader", "inputs": {"text_encoder": evaluate.TEXT_ENCODER}},
         "4": {"class_type": "CLIPTextEncode", "inputs": {"text": prompt, "clip": ["3", 0]}},
         "5": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["3", 0]}},
@@ -115,13 +117,19 @@ def numina_graph(prompt: str, seed: int, steps: int, cfg: float, prefix: str, se
                                                          "bias_modifiers": bool(settings["bias_modifiers"])}},
         "11": {"class_type": "SaveLatent", "inputs": {"samples": ["10", 0], "filename_prefix": prefix}},
     }
+    if lora:
+        graph["15"] = {"class_type": "LoraLoaderModelOnly",
+                       "inputs": {"model": ["1", 0], "lora_name": lora, "strength_model": 1.0}}
+        graph["2"]["inputs"]["model"] = ["15", 0]
+    return graph
 
 
 def checked_graph(prompt: str, seed: int, steps: int, cfg: float, settings: dict[str, Any], tries: int,
-                  error_rate: float, checkpoint: str = evaluate.CHECKPOINT) -> dict[str, Any]:
+                  error_rate: float, checkpoint: str = evaluate.CHECKPOINT, shift: float = evaluate.DEFAULTS["shift"],
+                  lora: str = "") -> dict[str, Any]:
     """API-format graph: Capture -> NuminaCheckedSampler (decode: the CountWorld VAE's code
     pictures; judge: the CountWorld frame counter, erring at ``error_rate``)."""
-    graph = numina_graph(prompt, seed, steps, cfg, "unused", settings, checkpoint)
+    graph = numina_graph(prompt, seed, steps, cfg, "unused", settings, checkpoint, shift, lora)
     for node in ("8", "9", "10", "11"):
         del graph[node]
     graph["12"] = {"class_type": "NuminaCountWorldVAE", "inputs": {"upscale": 8}}
@@ -169,10 +177,11 @@ class EvaluationCounter:
 
 
 class Runner:
-    def __init__(self, steps: int, cfg: float, checkpoint: str) -> None:
+    def __init__(self, steps: int, cfg: float, checkpoint: str, shift: float = evaluate.DEFAULTS["shift"],
+                 lora: str = "") -> None:
         from numina_dev import comfy_runtime
 
-        self.pipeline = evaluate.ComfyPipeline(checkpoint=checkpoint)
+        self.pipeline = evaluate.ComfyPipeline(checkpoint=checkpoint, shift=shift, lora=lora)
         comfy_runtime.load_custom_nodes()
         import folder_paths
 
@@ -180,7 +189,7 @@ class Runner:
         self.folder_paths = folder_paths
         self.out_dir = tempfile.mkdtemp(prefix="numina_countworld_")
         folder_paths.set_output_directory(self.out_dir)
-        self.steps, self.cfg, self.checkpoint = steps, cfg, checkpoint
+        self.steps, self.cfg, self.checkpoint, self.shift, self.lora = steps, cfg, checkpoint, shift, lora
         self.layout_reads: list[dict[str, Any]] = []
         self.evaluations = EvaluationCounter()
 
@@ -192,7 +201,7 @@ class Runner:
 
         prefix = f"bench/numina_{seed}"
         executor, server = self.comfy_runtime.execute_graph(
-            numina_graph(prompt, seed, self.steps, self.cfg, prefix, settings, self.checkpoint))
+            numina_graph(prompt, seed, self.steps, self.cfg, prefix, settings, self.checkpoint, self.shift, self.lora))
         if not executor.success:
             raise RuntimeError(f"NUMINA graph failed for {prompt!r}: {self.comfy_runtime.execution_error(server)}")
         saved = executor.history_result["outputs"]["11"]["latents"][0]
@@ -206,7 +215,8 @@ class Runner:
     def checked(self, prompt: str, seed: int, settings: dict[str, Any], tries: int, error_rate: float) -> Any:
         """Every try of NuminaCheckedSampler (its `tries` output, a CheckedRun) run in a graph."""
         executor, server = self.comfy_runtime.execute_graph(
-            checked_graph(prompt, seed, self.steps, self.cfg, settings, tries, error_rate, self.checkpoint))
+            checked_graph(prompt, seed, self.steps, self.cfg, settings, tries, error_rate, self.checkpoint,
+                          self.shift, self.lora))
         if not executor.success:
             raise RuntimeError(f"checked graph failed for {prompt!r}: {self.comfy_runtime.execution_error(server)}")
         outputs = self.comfy_runtime.cached_outputs(executor, "14")
@@ -305,12 +315,13 @@ def run_share(args: argparse.Namespace, methods: list[str], prompts: list[str]) 
     seeds seed, seed + 1000, ... (the first is the plain run); NUMINA inside best-of-2 adds a NUMINA
     run from seed + 1000 to the "numina" run.  Each result carries its cost in model evaluations."""
     seeds = list(range(args.seeds))
-    runner = Runner(args.steps, args.cfg, args.checkpoint)
+    runner = Runner(args.steps, args.cfg, args.checkpoint, args.shift, args.lora)
     if "calibrated_gain" in args.numina_overrides:     # tuning experiments: every NUMINA method of this run
         runner.comfy_runtime.pack_module("NuminaCrossAttnGuide").modulation.CALIBRATED_GAIN = \
             args.numina_overrides["calibrated_gain"]
     results: dict[str, list[evaluate.VideoResult]] = {m: [] for m in methods}
     in_colour: dict[str, list[evaluate.VideoResult]] = {m: [] for m in methods}
+    looks: dict[str, list[dict[str, float]]] = {m: [] for m in methods}      # countworld/quality.py, per video
     draws_needed = max([int(m[len("best_of_"):]) for m in methods if m.startswith("best_of_")] + [1])
     ran = ["plain"] + [m for m in NUMINA_METHODS if m in methods or (m == "numina" and "numina_best_of_2" in methods)]
     loops = {}       # judge error rate -> the most tries any method asks of it (the others read off its tries)
@@ -362,11 +373,12 @@ def run_share(args: argparse.Namespace, methods: list[str], prompts: list[str]) 
                                                               seconds, cost))
                 strict = counter.count_latent_in_colour(normalised, colours)
                 in_colour[method].append(evaluate.score_counts(prompt, seed, strict, seconds, cost))
+                looks[method].append(asdict(quality.video_quality(normalised, prompt)))
         line = " | ".join(f"{m} {np.mean([r.score for r in results[m][-len(seeds):]]):.2f}" for m in methods)
         print(f"[{i + 1}/{len(prompts)}] {prompt!r}: {line}", flush=True)
     return {"videos": {m: [asdict(r) for r in rs] for m, rs in results.items()},
             "videos_in_colour": {m: [asdict(r) for r in rs] for m, rs in in_colour.items()},
-            "layout_reads": runner.layout_reads}
+            "quality": looks, "layout_reads": runner.layout_reads}
 
 
 def bootstrap_gain(method: list[evaluate.VideoResult], baseline: list[evaluate.VideoResult],
@@ -447,6 +459,11 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=evaluate.CHECKPOINT,
                         help="CountWorld model in countworld/checkpoints (the second, held-out model: "
                              f"{SECOND_MODEL})")
+    parser.add_argument("--shift", type=float, default=evaluate.DEFAULTS["shift"],
+                        help="ModelSamplingSD3 shift (3: the models' own; 5 with a step-distillation LoRA)")
+    parser.add_argument("--lora", default="", help="a step-distillation LoRA in countworld/checkpoints, loaded with "
+                        "LoraLoaderModelOnly ('auto': the one countworld/distill.py makes for --checkpoint); "
+                        "use with --steps 4 or 8 --shift 5")
     parser.add_argument("--methods", default=",".join(METHODS),
                         help=f"comma-separated, from {METHODS}, {CHECKED_METHODS}, numina_tuned, best_of_K, "
                              "checked_K or checked_erring_K")
@@ -461,6 +478,10 @@ def main() -> None:
     parser.add_argument("--replot", default="", help="only draw --plot again from this report JSON")
     args = parser.parse_args()
     args.numina_overrides = parse_overrides(args.numina)
+    if args.lora == "auto":
+        from countworld.distill import lora_name
+
+        args.lora = lora_name(args.checkpoint)
     if args.replot:
         with open(args.replot) as f:
             done = json.load(f)
@@ -497,6 +518,10 @@ def main() -> None:
         return found
 
     results, in_colour = gather("videos"), gather("videos_in_colour")
+    looks = {m: sorted(((order[v["prompt"]], v["seed"]), q) for part in parts
+                       for v, q in zip(part["videos"][m], part["quality"][m])) for m in methods}
+    summaries_quality = {m: quality.summarise([quality.VideoQuality(**q) for _, q in looks[m]],
+                                              [prompts[i] for (i, _), _ in looks[m]]) for m in methods}
     layout_reads = [r for part in parts for r in part["layout_reads"]]
     summaries = {m: evaluate.summarise(results[m]) for m in methods}
     summaries_in_colour = {m: evaluate.summarise(in_colour[m]) for m in methods}
@@ -514,13 +539,17 @@ def main() -> None:
     report = {
         "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
         "checkpoint": args.checkpoint, "set": args.set, "prompts": len(prompts), "seeds": args.seeds,
-        "steps": args.steps, "cfg": args.cfg, "jobs": args.jobs, "threads": args.threads,
+        "steps": args.steps, "cfg": args.cfg, "shift": args.shift, "lora": args.lora, "jobs": args.jobs,
+        "threads": args.threads,
         "method_settings": {m: method_settings(args, m) for m in methods if m in NUMINA_METHODS},
         "overrides": args.numina_overrides,
         "minutes": round((time.time() - started) / 60, 1), "summaries": summaries,
         # the same videos counted only in the asked colour (counter.count_latent_in_colour): added
         # instances drawn as off-colour or speckled blobs do not count here
         "summaries_in_colour": summaries_in_colour,
+        # what the videos look like beyond their counts (countworld/quality.py): fit to the world's
+        # objects, the metric counting well-formed instances only, background, alignment, consistency
+        "quality": summaries_quality,
         "gain_over_plain": gains,
         # best-of-N (an oracle) at each NUMINA method's mean cost, on best-of-N's measured curve
         "best_of_n_at_equal_cost": equal_cost,
@@ -530,7 +559,8 @@ def main() -> None:
         "videos_in_colour": {m: [asdict(r) for r in rs] for m, rs in in_colour.items()},
     }
     print(f"\nCountWorld benchmark, {report['date']}, {report['machine']}: {args.checkpoint}, {len(prompts)} "
-          f"{args.set} prompts x {args.seeds} seeds, {args.steps} steps, CFG {args.cfg}, {report['minutes']} min")
+          f"{args.set} prompts x {args.seeds} seeds, {args.steps} steps, CFG {args.cfg}, shift {args.shift}"
+          + (f", LoRA {args.lora}" if args.lora else "") + f", {report['minutes']} min")
     counts = sorted({k for s in summaries.values() for k in s["exact_by_target_count"]})
     print(f"{'method':17s} {'accuracy':>8s} {'in colour':>9s} {'evals':>6s} {'s/video':>8s}  "
           + " ".join(f"K={k:<3d}" for k in counts))
@@ -547,6 +577,12 @@ def main() -> None:
             print(f"{m:17s} at {e['evaluations']:.1f} evaluations: {summaries[m]['count_accuracy']:.3f} "
                   f"(in colour {summaries_in_colour[m]['count_accuracy']:.3f}); best-of-N (oracle) at the same cost "
                   f"{e['best_of_n']:.3f} (in colour {e['best_of_n_in_colour']:.3f})")
+    print(f"{'quality':17s} {'well-formed':>11s} {'fit IoU':>7s} {'malformed':>9s} {'clean bg':>8s} {'unasked':>7s} "
+          f"{'constant':>8s} {'tracks':>6s}")
+    for m, q in summaries_quality.items():
+        print(f"{m:17s} {q['well_formed_accuracy']:11.3f} {q['fit_iou']:7.3f} {q['malformed']:9.3f} "
+              f"{q['clean_background']:8.3f} {q['unasked_objects']:7.2f} {q['count_constancy']:8.3f} "
+              f"{q['track_continuity']:6.3f}")
     print(f"layout read at the reference step == counter on the plain run's frame, by target count: "
           f"{report['layout_read_accuracy_by_target']}")
     if args.json:

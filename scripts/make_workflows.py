@@ -67,6 +67,10 @@ WAN_NEGATIVE = ("色调艳丽，过曝，静态，细节模糊不清，字幕，
 
 HF_WAN21 = "https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files"
 HF_WAN22 = "https://huggingface.co/Comfy-Org/Wan_2.2_ComfyUI_Repackaged/resolve/main/split_files"
+HF_KIJAI = "https://huggingface.co/Kijai/WanVideo_comfy/resolve/main"
+# Wan 2.1 1.3B's step-distillation LoRA as users name it (CausVid, bidirectional, rank 32; lightx2v's
+# LoRAs are for the 14B models and load the same way)
+FOUR_STEP_LORA = "Wan21_CausVid_bidirect2_T2V_1_3B_lora_rank32.safetensors"
 MODEL_URLS = {
     "wan2.1_t2v_1.3B_fp16.safetensors": (HF_WAN21, "diffusion_models"),
     "wan2.1_t2v_14B_fp16.safetensors": (HF_WAN21, "diffusion_models"),
@@ -76,7 +80,10 @@ MODEL_URLS = {
     "umt5_xxl_fp8_e4m3fn_scaled.safetensors": (HF_WAN21, "text_encoders"),
     "wan_2.1_vae.safetensors": (HF_WAN21, "vae"),
     "wan2.2_vae.safetensors": (HF_WAN22, "vae"),
+    FOUR_STEP_LORA: (HF_KIJAI, "loras"),
 }
+# files whose download address is not <base>/<folder>/<file>
+MODEL_DOWNLOADS = {FOUR_STEP_LORA: f"{HF_KIJAI}/{FOUR_STEP_LORA}"}
 
 
 # ----------------------------------------------------------------------------- node definitions
@@ -333,7 +340,8 @@ class Graph:
 
 def _model_entry(filename: str) -> dict[str, str]:
     base, directory = MODEL_URLS[filename]
-    return {"name": filename, "url": f"{base}/{directory}/{filename}", "directory": directory}
+    return {"name": filename, "url": MODEL_DOWNLOADS.get(filename, f"{base}/{directory}/{filename}"),
+            "directory": directory}
 
 
 def _width(node_type: str) -> float:
@@ -556,6 +564,38 @@ def wan_t2v_checked(object_info: dict[str, Any], comfyui: str) -> Graph:
     return g
 
 
+FOUR_STEP_NOTE = (
+    "Fast sampling: a step-distillation LoRA, 4 steps, CFG 1.\n\n"
+    "Put the LoRA in ComfyUI/models/loras/ (Wan 2.1 1.3B: " + FOUR_STEP_LORA + "; on the 14B "
+    "workflows lightx2v's Wan21_T2V_14B_lightx2v_cfg_step_distill_lora_rank32.safetensors goes in the same "
+    "place). LoraLoaderModelOnly sits between the model loader and ModelSamplingSD3, whose shift 5 with 4 "
+    "steps of euler / simple gives the schedule such LoRAs are trained on (timesteps 1000, 937.5, 833, 625).\n\n"
+    "NUMINA needs nothing else: the capture takes the 4 steps and CFG 1 from this graph, reads the layout at "
+    "its default reference step (step 2 of 4) and, when a count is wrong, guides a second 4-step pass: 3 + 4 = 7 "
+    "model evaluations instead of 4. See the README's 'Fast sampling (4-8 steps)'.")
+
+
+def wan_t2v_4step(object_info: dict[str, Any], comfyui: str) -> Graph:
+    name = "numina_wan21_t2v_1.3B_4step"
+    title = "NUMINA Wan 2.1 T2V 1.3B, 4 steps (distillation LoRA)"
+    sampling = Sampling(REAL_SEED, 4, 1.0, "euler", "simple")
+    prompt = "Three red apples rolling slowly across a wooden kitchen table, soft morning light."
+    size = (832, 480, 81)
+    g = Graph(name, title, f"{title}: NUMINA with a step-distillation LoRA, CFG 1, 4 steps.", object_info, comfyui)
+    g.add("Note", 0, title="NUMINA at 4 steps", box_height=330.0, color=NOTE_COLOR, text=FOUR_STEP_NOTE)
+    loader, clip, vae = _wan_loaders(g, "wan2.1_t2v_1.3B_fp16.safetensors", "wan_2.1_vae.safetensors")
+    lora = g.add("LoraLoaderModelOnly", 0, model=loader["MODEL"], lora_name=FOUR_STEP_LORA, strength_model=1.0)
+    model, pos, neg, latent = _wan_inputs(g, lora, clip, vae, 5.0, prompt, size)
+    capture, infer, refine, sampler = _numina_run(g, model["MODEL"], clip["CLIP"], pos, neg, latent["LATENT"],
+                                                  sampling, prompt)
+    _video_out(g, sampler["latent"], vae["VAE"], 16.0, f"video/{name}")
+    g.group("Load models and the 4-step LoRA", [loader, lora, clip, vae])
+    g.group("NUMINA: reference pass and layout", [capture, infer, refine], color="#a1309b")
+    g.group("NUMINA sampling", [sampler], color="#88A")
+    _illustrate(g, prompt, size, 16)
+    return g
+
+
 A14B_SWITCH_STEP = 10   # of 20: Comfy-Org's Wan2.2 A14B template hands over to the low-noise expert here
 A14B_NOTE = (
     "Wan 2.2 A14B has two experts: high-noise for steps 0..9, low-noise for steps 10..19 of 20.\n\n"
@@ -684,6 +724,7 @@ def all_workflows(object_info: dict[str, Any], comfyui: str, demo_unet: str, dem
                 "Three white sheep grazing in a green meadow, gentle wind in the grass, cinematic.", wan22_latent=True),
         wan22_a14b(*info),
         wan_t2v_checked(*info),
+        wan_t2v_4step(*info),
         cpu_demo(*info, demo_unet, demo_vae),
     ]
 

@@ -20,7 +20,7 @@ from numina_dev import ROOT, comfy_runtime
 from scripts import make_workflows, workflow_api
 
 WORKFLOW_DIR = os.path.join(ROOT, "example_workflows")
-EXPECTED = ["numina_cpu_demo", "numina_wan21_t2v_1.3B", "numina_wan21_t2v_1.3B_checked",
+EXPECTED = ["numina_cpu_demo", "numina_wan21_t2v_1.3B", "numina_wan21_t2v_1.3B_4step", "numina_wan21_t2v_1.3B_checked",
             "numina_wan21_t2v_1.3B_published", "numina_wan21_t2v_14B", "numina_wan22_t2v_A14B", "numina_wan22_ti2v_5B"]
 CHECKED = "numina_wan21_t2v_1.3B_checked"      # capture -> NuminaCheckedSampler (no NuminaSampler)
 ONE_PASS = [name for name in EXPECTED if name != CHECKED]
@@ -108,7 +108,7 @@ def comfyui_version():
 
 
 # ----------------------------------------------------------------------------- the files
-def test_the_seven_workflows_ship_in_example_workflows_with_a_thumbnail_each():
+def test_the_eight_workflows_ship_in_example_workflows_with_a_thumbnail_each():
     assert [name_of(p) for p in PATHS] == EXPECTED
     assert not os.path.exists(os.path.join(ROOT, "workflows")), "the workflows moved to example_workflows/"
     for path in PATHS:
@@ -481,6 +481,27 @@ def test_each_workflow_uses_its_published_models_and_settings(api_graphs):
         if name == "numina_wan22_ti2v_5B":
             assert latent["class_type"] == "Wan22ImageToVideoLatent" and "start_image" not in latent["inputs"]
         assert any(v["class_type"] in ("SaveVideo", "SaveAnimatedWEBP") for v in api.values())
+
+
+def test_the_4_step_workflow_loads_the_distillation_lora_as_users_do(api_graphs):
+    """Wan 2.1 1.3B at 4 steps: the step-distillation LoRA (named as users name it) through
+    LoraLoaderModelOnly between the model loader and ModelSamplingSD3 (shift 5), CFG 1, euler /
+    simple; the capture keeps its default reference step; the file's download address rides along."""
+    name = "numina_wan21_t2v_1.3B_4step"
+    api = api_graphs[name]
+    lora = only(api, "LoraLoaderModelOnly")["inputs"]
+    assert lora["lora_name"] == make_workflows.FOUR_STEP_LORA and lora["strength_model"] == 1.0
+    assert origin(api, lora["model"])["inputs"]["unet_name"] == "wan2.1_t2v_1.3B_fp16.safetensors"
+    shifted = only(api, "ModelSamplingSD3")["inputs"]
+    assert origin(api, shifted["model"])["class_type"] == "LoraLoaderModelOnly" and shifted["shift"] == 5.0
+    capture = only(api, "NuminaAttentionCapture")["inputs"]
+    assert tuple(capture[key] for key in SAMPLING[1:]) == (4, 1.0, "euler", "simple")
+    assert capture["reference_step"] == -1 and origin(api, capture["model"])["class_type"] == "ModelSamplingSD3"
+    ui = load(os.path.join(WORKFLOW_DIR, name + ".json"))
+    entry = next(n for n in ui["nodes"] if n["type"] == "LoraLoaderModelOnly")["properties"]["models"][0]
+    assert entry["directory"] == "loras" and entry["url"].endswith("/" + make_workflows.FOUR_STEP_LORA)
+    note = next(n for n in ui["nodes"] if n["type"] == "Note")["widgets_values"][0]
+    assert "models/loras/" in note and make_workflows.FOUR_STEP_LORA in note
 
 
 def numina_settings(api):

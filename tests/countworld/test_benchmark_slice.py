@@ -117,3 +117,21 @@ def test_fewer_tries_are_the_first_tries_of_a_longer_run():
     assert samples.item() == 0 and cost == 10
     samples, cost = bench.checked_prefix(run, 3)
     assert samples.item() == 1 and cost == 33, "the earliest of equal scores is kept"
+
+
+def test_benchmark_slice_samples_at_four_steps_with_the_distillation_lora(tmp_path):
+    """Where users sample: the model's step-distillation LoRA through LoraLoaderModelOnly, shift 5,
+    4 steps, in the plain run and inside the NUMINA graph; a NUMINA run costs 4 or k + 1 + 4."""
+    from countworld.distill import lora_name
+
+    done = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "countworld_benchmark.py"), "--limit", "2", "--seeds", "1",
+         "--steps", "4", "--shift", "5", "--lora", "auto", "--methods", "plain,numina", "--json",
+         str(tmp_path / "fast.json")], capture_output=True, text=True, timeout=900,
+        env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    report = json.loads((tmp_path / "fast.json").read_text())
+    assert report["lora"] == lora_name("countworld_wan21_t2v.safetensors") and report["shift"] == 5.0
+    cost = {name: s["evaluations_per_video"] for name, s in report["summaries"].items()}
+    assert cost["plain"] == 4 and 4 <= cost["numina"] <= 4 + 3 + 4
+    assert "LoRA countworld_wan21_t2v_lightx2v_4step_lora.safetensors" in done.stdout
