@@ -271,34 +271,12 @@ def _distill(args, ckpt, out, log_path, plot_path) -> dict:
                                           "step_counts": list(STEP_COUNTS), "rank": args.rank})})
     os.replace(out + ".tmp", out)
     if losses:
-        plot_curve(log_path, plot_path)
+        trainer.plot_curve(log_path, plot_path, ylabel="secant-velocity MSE",
+                           title="step-distillation LoRA ({minutes:.0f} min CPU in all, {steps} steps)")
     minutes = (time.time() - start) / 60
     print(f"done: teacher {teacher_min:.1f} min, {args.steps} LoRA steps, {minutes:.1f} min in all -> {out}",
           flush=True)
     return {"lora": out, "log": log_path, "plot": plot_path, "losses": losses, "minutes": minutes}
-
-
-def plot_curve(log_path: str, png_path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [json.loads(line) for line in open(log_path) if line.startswith("{")]
-    steps = np.array([r["step"] for r in rows])
-    loss = np.array([r["loss"] for r in rows])
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(steps, loss, lw=0.6, alpha=0.4, label="batch loss")
-    k = max(1, len(loss) // 40)
-    ax.plot(steps[k - 1:], np.convolve(loss, np.ones(k) / k, mode="valid"), lw=1.6, label=f"mean of {k}")
-    ax.set_xlabel("step")
-    ax.set_ylabel("secant-velocity MSE")
-    ax.set_yscale("log")
-    ax.set_title(f"step-distillation LoRA ({rows[-1]['elapsed_min']:.0f} min CPU in all, {int(steps[-1])} steps)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=110)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -245,7 +245,9 @@ def export(ema: dict[str, torch.Tensor], path: str, config: Optional[dict] = Non
     os.replace(path + ".tmp", path)
 
 
-def plot_curve(log_path: str, png_path: str, device: str = "cpu") -> None:
+def plot_curve(log_path: str, png_path: str, device: str = "cpu", ylabel: str = "flow-matching MSE",
+               title: str = "CountWorld tiny Wan 2.1 ({minutes:.0f} min {device}, {steps} steps)") -> None:
+    """The loss curve of a training log (batch losses and their running mean, log scale)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -260,9 +262,9 @@ def plot_curve(log_path: str, png_path: str, device: str = "cpu") -> None:
     smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
     ax.plot(steps[k - 1:], smooth, lw=1.6, label=f"mean of {k}")
     ax.set_xlabel("step")
-    ax.set_ylabel("flow-matching MSE")
+    ax.set_ylabel(ylabel)
     ax.set_yscale("log")
-    ax.set_title(f"CountWorld tiny Wan 2.1 ({rows[-1]['elapsed_min']:.0f} min {device.upper()}, {int(steps[-1])} steps)")
+    ax.set_title(title.format(minutes=rows[-1]["elapsed_min"], device=device.upper(), steps=int(steps[-1])))
     ax.legend()
     fig.tight_layout()
     fig.savefig(png_path, dpi=110)

@@ -513,15 +513,21 @@ def _checked_sampler(g: Graph, column: int, model: Output, capture: Node, vae: O
 
 def wan_t2v(object_info: dict[str, Any], comfyui: str, name: str, title: str, unet: str, vae_name: str,
             size: tuple[int, int, int], sampling: Sampling, shift: float, fps: float, prompt: str,
-            wan22_latent: bool = False, numina: Numina = Numina()) -> Graph:
+            wan22_latent: bool = False, numina: Numina = Numina(), lora: str = "",
+            note: tuple[str, str] = ("NUMINA: how this works", HOW_IT_WORKS_NOTE)) -> Graph:
+    """A one-model NUMINA workflow; with `lora`, a step-distillation LoRA through LoraLoaderModelOnly
+    between the model loader and ModelSamplingSD3, as users load lightx2v's."""
     g = Graph(name, title, f"{title}: NUMINA count-corrected text-to-video.", object_info, comfyui)
-    g.add("Note", 0, title="NUMINA: how this works", box_height=300.0, color=NOTE_COLOR, text=HOW_IT_WORKS_NOTE)
+    g.add("Note", 0, title=note[0], box_height=330.0 if lora else 300.0, color=NOTE_COLOR, text=note[1])
     loader, clip, vae = _wan_loaders(g, unet, vae_name)
-    model, pos, neg, latent = _wan_inputs(g, loader, clip, vae, shift, prompt, size, wan22_latent)
+    models = [loader]
+    if lora:
+        models.append(g.add("LoraLoaderModelOnly", 0, model=loader["MODEL"], lora_name=lora, strength_model=1.0))
+    model, pos, neg, latent = _wan_inputs(g, models[-1], clip, vae, shift, prompt, size, wan22_latent)
     capture, infer, refine, sampler = _numina_run(g, model["MODEL"], clip["CLIP"], pos, neg, latent["LATENT"],
                                                   sampling, prompt, numina)
     _video_out(g, sampler["latent"], vae["VAE"], fps, f"video/{name}")
-    g.group("Load models", [loader, clip, vae])
+    g.group("Load models" + (" and the step-distillation LoRA" if lora else ""), [*models, clip, vae])
     g.group("NUMINA: reference pass and layout", [capture, infer, refine], color="#a1309b")
     g.group("NUMINA sampling", [sampler], color="#88A")
     _illustrate(g, prompt, size, 32 if wan22_latent else 16)
@@ -573,27 +579,6 @@ FOUR_STEP_NOTE = (
     "NUMINA needs nothing else: the capture takes the 4 steps and CFG 1 from this graph, reads the layout at "
     "its default reference step (step 2 of 4) and, when a count is wrong, guides a second 4-step pass: 3 + 4 = 7 "
     "model evaluations instead of 4. See the README's 'Fast sampling (4-8 steps)'.")
-
-
-def wan_t2v_4step(object_info: dict[str, Any], comfyui: str) -> Graph:
-    name = "numina_wan21_t2v_1.3B_4step"
-    title = "NUMINA Wan 2.1 T2V 1.3B, 4 steps (distillation LoRA)"
-    sampling = Sampling(REAL_SEED, 4, 1.0, "euler", "simple")
-    prompt = "Three red apples rolling slowly across a wooden kitchen table, soft morning light."
-    size = (832, 480, 81)
-    g = Graph(name, title, f"{title}: NUMINA with a step-distillation LoRA, CFG 1, 4 steps.", object_info, comfyui)
-    g.add("Note", 0, title="NUMINA at 4 steps", box_height=330.0, color=NOTE_COLOR, text=FOUR_STEP_NOTE)
-    loader, clip, vae = _wan_loaders(g, "wan2.1_t2v_1.3B_fp16.safetensors", "wan_2.1_vae.safetensors")
-    lora = g.add("LoraLoaderModelOnly", 0, model=loader["MODEL"], lora_name=FOUR_STEP_LORA, strength_model=1.0)
-    model, pos, neg, latent = _wan_inputs(g, lora, clip, vae, 5.0, prompt, size)
-    capture, infer, refine, sampler = _numina_run(g, model["MODEL"], clip["CLIP"], pos, neg, latent["LATENT"],
-                                                  sampling, prompt)
-    _video_out(g, sampler["latent"], vae["VAE"], 16.0, f"video/{name}")
-    g.group("Load models and the 4-step LoRA", [loader, lora, clip, vae])
-    g.group("NUMINA: reference pass and layout", [capture, infer, refine], color="#a1309b")
-    g.group("NUMINA sampling", [sampler], color="#88A")
-    _illustrate(g, prompt, size, 16)
-    return g
 
 
 A14B_SWITCH_STEP = 10   # of 20: Comfy-Org's Wan2.2 A14B template hands over to the low-noise expert here
@@ -724,7 +709,11 @@ def all_workflows(object_info: dict[str, Any], comfyui: str, demo_unet: str, dem
                 "Three white sheep grazing in a green meadow, gentle wind in the grass, cinematic.", wan22_latent=True),
         wan22_a14b(*info),
         wan_t2v_checked(*info),
-        wan_t2v_4step(*info),
+        wan_t2v(*info, "numina_wan21_t2v_1.3B_4step", "NUMINA Wan 2.1 T2V 1.3B, 4 steps (distillation LoRA)",
+                "wan2.1_t2v_1.3B_fp16.safetensors", "wan_2.1_vae.safetensors", (832, 480, 81),
+                Sampling(REAL_SEED, 4, 1.0, "euler", "simple"), 5.0, 16.0,
+                "Three red apples rolling slowly across a wooden kitchen table, soft morning light.",
+                lora=FOUR_STEP_LORA, note=("NUMINA at 4 steps", FOUR_STEP_NOTE)),
         cpu_demo(*info, demo_unet, demo_vae),
     ]
 
