@@ -477,8 +477,11 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     servers = [ComfyServer(url) for url in args.server]
     store = Store(args.out)
     judge, judge_device = load_judge(args.judge, args.judge_device)
-    runner = Runner(servers, template_source, methods, store, judge, judge_device, parse_counter(args.server_counter),
-                    args.depth, args.poll)
+    try:
+        runner = Runner(servers, template_source, methods, store, judge, judge_device,
+                        parse_counter(args.server_counter), args.depth, args.poll)
+    except (ServerDown, ServerRefused) as e:      # a UI workflow is converted with the first server's nodes
+        raise SystemExit(f"cannot read the first server's nodes to convert {args.workflow}: {e}") from None
     base_seed = int(runner.template.settings["seed"])
     jobs = [Job(m, item, base_seed + s) for s in range(args.seeds) for item in items for m in methods]
     runner.preflight(jobs)
