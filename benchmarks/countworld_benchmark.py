@@ -300,6 +300,10 @@ def plot(summaries: dict[str, dict], in_colour: dict[str, dict], path: str, titl
     fig.savefig(path, dpi=110)
 
 
+def plot_title(checkpoint: str, prompt_set: str, steps: int, lora: str) -> str:
+    return f"{checkpoint}, {prompt_set} prompts, {steps} steps" + (f" with {lora}" if lora else "")
+
+
 def method_settings(args: argparse.Namespace, method: str) -> dict[str, Any]:
     """The node inputs of a NUMINA method: its preset, and for "numina" the --numina overrides."""
     settings = dict(PRESETS[NUMINA_METHODS[method]])
@@ -485,7 +489,8 @@ def main() -> None:
     if args.replot:
         with open(args.replot) as f:
             done = json.load(f)
-        plot(done["summaries"], done["summaries_in_colour"], args.plot, f"{done['checkpoint']}, {done['set']} prompts")
+        plot(done["summaries"], done["summaries_in_colour"], args.plot, plot_title(done["checkpoint"], done["set"],
+                                                                                 done["steps"], done.get("lora", "")))
         return
 
     torch.set_num_threads(args.threads)
@@ -591,7 +596,7 @@ def main() -> None:
             json.dump(report, f, indent=1)
     if args.plot:
         os.makedirs(os.path.dirname(os.path.abspath(args.plot)), exist_ok=True)
-        plot(summaries, summaries_in_colour, args.plot, f"{args.checkpoint}, {args.set} prompts")
+        plot(summaries, summaries_in_colour, args.plot, plot_title(args.checkpoint, args.set, args.steps, args.lora))
         print(f"plot: {args.plot}")
 
 
