@@ -31,6 +31,8 @@ from .sampling import EVALUATIONS_UI_KEY, EvaluationCount
 from .schema import search_aliases
 
 MAX_TRIES = 16
+
+
 def decode(vae, latent: dict) -> torch.Tensor:
     """IMAGE [frames, H, W, 3] as VAEDecode gives it (a video's batch and time dims flattened)."""
     images = vae.decode(latent["samples"])
