@@ -94,35 +94,36 @@ def load_base(checkpoint_path: str) -> torch.nn.Module:
     return model.eval()
 
 
-class LoRALinear(torch.nn.Module):
-    """base(x) + scale * up(down(x)); up starts at zero, so the student starts as the teacher."""
+class LoRADelta(torch.nn.Module):
+    """The LoRA of one Linear as a parametrization of its weight: weight + up @ down.  Every reader of
+    `.weight` sees it (newer ComfyUI's Wan feed-forward reads the weight directly, not through the
+    module's forward).  `up` starts at zero, so the student starts as the teacher."""
 
-    def __init__(self, base: torch.nn.Linear, rank: int, generator: torch.Generator) -> None:
+    def __init__(self, out_features: int, in_features: int, rank: int, generator: torch.Generator) -> None:
         super().__init__()
-        self.base = base
-        self.down = torch.nn.Parameter(torch.randn(rank, base.in_features, generator=generator) / math.sqrt(
-            base.in_features))
-        self.up = torch.nn.Parameter(torch.zeros(base.out_features, rank))
+        self.down = torch.nn.Parameter(torch.randn(rank, in_features, generator=generator) / math.sqrt(in_features))
+        self.up = torch.nn.Parameter(torch.zeros(out_features, rank))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.base(x) + F.linear(F.linear(x, self.down), self.up)
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight + self.up @ self.down
 
 
-def add_lora(model: torch.nn.Module, rank: int, seed: int) -> dict[str, LoRALinear]:
-    """Wrap every Linear inside the transformer blocks; returns {module path: wrapper}."""
+def add_lora(model: torch.nn.Module, rank: int, seed: int) -> dict[str, LoRADelta]:
+    """A LoRA on every Linear inside the transformer blocks; returns {module path: its LoRA}."""
+    from torch.nn.utils import parametrize
+
     g = torch.Generator().manual_seed(seed)
     targets = [(name, m) for name, m in model.named_modules()
                if name.startswith("blocks.") and isinstance(m, torch.nn.Linear)]
     wrapped = {}
     for name, module in targets:
-        parent_name, _, child = name.rpartition(".")
-        wrapper = LoRALinear(module, rank, g)
-        setattr(model.get_submodule(parent_name), child, wrapper)
-        wrapped[name] = wrapper
+        delta = LoRADelta(module.out_features, module.in_features, rank, g)
+        parametrize.register_parametrization(module, "weight", delta)
+        wrapped[name] = delta
     return wrapped
 
 
-def lora_state(wrapped: dict[str, LoRALinear], rank: int) -> dict[str, torch.Tensor]:
+def lora_state(wrapped: dict[str, LoRADelta], rank: int) -> dict[str, torch.Tensor]:
     """ComfyUI's Wan LoRA keys (alpha = rank, so the patch is exactly up @ down)."""
     out = {}
     for name, w in wrapped.items():

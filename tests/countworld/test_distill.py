@@ -54,7 +54,12 @@ def tiny_lora(comfy_booted, tmp_path_factory):
 
 
 def test_a_tiny_run_trains_and_writes_a_lora_with_its_log_and_curve(tiny_lora):
+    import safetensors.torch
+
     assert len(tiny_lora["losses"]) == 3 and all(0 < loss < 100 for loss in tiny_lora["losses"])
+    state = safetensors.torch.load_file(tiny_lora["lora"])
+    ups = [v for k, v in state.items() if k.endswith("lora_up.weight")]
+    assert len(ups) == 40 and all(v.abs().max() > 0 for v in ups), "every LoRA was trained (its up moved off zero)"
     for key in ("lora", "log", "plot"):
         assert os.path.getsize(tiny_lora[key]) > 0
 
