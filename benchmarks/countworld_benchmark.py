@@ -555,6 +555,7 @@ def main() -> None:
         # what the videos look like beyond their counts (countworld/quality.py): fit to the world's
         # objects, the metric counting well-formed instances only, background, alignment, consistency
         "quality": summaries_quality,
+        "videos_quality": {m: [q for _, q in looks[m]] for m in methods},     # in the order of "videos"
         "gain_over_plain": gains,
         # best-of-N (an oracle) at each NUMINA method's mean cost, on best-of-N's measured curve
         "best_of_n_at_equal_cost": equal_cost,
