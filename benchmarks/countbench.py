@@ -112,20 +112,15 @@ def frames_from_pngs(files: Sequence[bytes]) -> torch.Tensor:
     return torch.from_numpy(np.stack(pictures))
 
 
-def judge_video(judge, device, frames: torch.Tensor, counts: dict[str, int]) -> dict[str, list[int]]:
-    """Per counted noun, its count in every frame (the judge's boxes)."""
+def judge_video(judge, device, frames: torch.Tensor, counts: dict[str, int]):
+    """The judge's CountCheck of the video: per counted noun its count in every frame, and the
+    paper's frame scores."""
     from numina_ops.judge import check_frames
     from numina_ops.records import CountTarget, Targets
 
     targets = Targets(prompt="", items=tuple(CountTarget(noun=n, count=k, span=(0, 0), source="override")
                                              for n, k in counts.items()))
-    check = check_frames(frames, targets, judge, device)
-    return {n: list(c) for n, c in zip(check.nouns, check.counts)}
-
-
-def frame_scores(counted: dict[str, list[int]], counts: dict[str, int]) -> list[float]:
-    frames = len(next(iter(counted.values())))
-    return [float(np.mean([counted[n][f] == k for n, k in counts.items()])) for f in range(frames)]
+    return check_frames(frames, targets, judge, device)
 
 
 # ----------------------------------------------------------------------------- bookkeeping
@@ -311,18 +306,18 @@ class Runner:
         if not images:
             raise SystemExit(f"{job.key}: the server returned no frames (outputs: {sorted(status.outputs)})")
         frames = frames_from_pngs([server.view(image) for image in images])
-        counted = judge_video(self.judge, self.judge_device, frames, job.item.counts)
+        check = judge_video(self.judge, self.judge_device, frames, job.item.counts)
         node = cost_node(self.template, job.method)
         if node is None:
             evaluations = int(self.template.settings["steps"])
         else:
             evaluations = int(status.outputs.get(node, {}).get("model_evaluations", [0])[0])
-        scores = frame_scores(counted, job.item.counts)
         self.store.result({"key": job.key, "method": job.method, "index": job.item.index, "seed": job.seed,
-                           "prompt": job.item.prompt, "targets": job.item.counts, "counts": counted,
-                           "frame_scores": scores, "score": float(np.mean(scores)), "frames": int(frames.shape[0]),
-                           "seconds": status.seconds, "evaluations": evaluations, "server": server.url,
-                           "prompt_id": prompt_id})
+                           "prompt": job.item.prompt, "targets": job.item.counts,
+                           "counts": {n: list(c) for n, c in zip(check.nouns, check.counts)},
+                           "frame_scores": list(check.frame_scores), "score": check.score,
+                           "frames": int(frames.shape[0]), "seconds": status.seconds, "evaluations": evaluations,
+                           "server": server.url, "prompt_id": prompt_id})
 
     def _progress(self, done: int, all_jobs: int, here: int, total: int, start: float) -> None:
         elapsed = time.time() - start

@@ -68,11 +68,9 @@ def best_fit_iou(noun: str, mask: np.ndarray) -> float:
     return best
 
 
-def instances(latent: Union[np.ndarray, torch.Tensor], colours: dict[str, str],
-              min_area: int = counter.MIN_AREA) -> list[Instance]:
-    """Every instance the counter counts, of every noun, in every frame; `colours` {noun: colour}
-    of the asked nouns."""
-    codes = counter.code_map(_latent(latent))
+def instances(codes: np.ndarray, colours: dict[str, str], min_area: int = counter.MIN_AREA) -> list[Instance]:
+    """Every instance the counter counts, of every noun, in every frame, from the latent's code map
+    (`counter.code_map`); `colours` {noun: colour} of the asked nouns."""
     prototypes_nouns = counter._NOUN_OF_PROTOTYPE[codes]
     found = []
     for t in range(codes.shape[0]):
@@ -88,14 +86,13 @@ def instances(latent: Union[np.ndarray, torch.Tensor], colours: dict[str, str],
     return found
 
 
-def clean_background(latent: Union[np.ndarray, torch.Tensor], objects: Sequence[Instance]) -> float:
+def clean_background(latent: Union[np.ndarray, torch.Tensor], codes: np.ndarray, objects: Sequence[Instance]) -> float:
     """Share of background pixels (one pixel or more from every counted instance) that decode to
-    the background code and lie near it."""
+    the background code (`codes`: the latent's code map) and lie near it."""
     z = _latent(latent)
     bg = world.CODEBOOK.background.astype(np.float32)
     prototypes = counter._PROTOTYPES.astype(np.float32)
     reach = np.sqrt(((prototypes[1:] - bg) ** 2).sum(-1)).min()
-    codes = counter.code_map(z)
     clean, total = 0, 0
     for t in range(z.shape[1]):
         near = np.zeros(z.shape[2:], dtype=bool)
@@ -149,7 +146,8 @@ def video_quality(latent: Union[np.ndarray, torch.Tensor], prompt: str) -> Video
     colours = {t.noun: t.colour for t in targets}
     z = _latent(latent)
     frames = z.shape[1]
-    found = instances(z, colours)
+    codes = counter.code_map(z)          # the nearest code of every pixel, once for every measure
+    found = instances(codes, colours)
     asked = [o for o in found if o.noun in colours]
     scores = []
     for t in range(frames):
@@ -164,7 +162,7 @@ def video_quality(latent: Union[np.ndarray, torch.Tensor], prompt: str) -> Video
         fit_iou=float(np.mean([o.fit_iou for o in asked])) if asked else float("nan"),
         malformed=float(np.mean([not o.well_formed for o in asked])) if asked else 0.0,
         well_formed_score=float(np.mean(scores)),
-        clean_background=clean_background(z, found),
+        clean_background=clean_background(z, codes, found),
         unasked_objects=sum(1 for o in found if o.noun not in colours) / frames,
         count_constancy=float(np.mean(constancy)),
         track_continuity=float(np.mean(continuity)))
