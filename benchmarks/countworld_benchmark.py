@@ -72,10 +72,10 @@ from countworld.settings import NUMINA_SETTINGS, reference_step_for  # noqa: E40
 # its tuning prompts before the defaults could choose for themselves (countworld/settings.py).
 PRESETS: dict[str, dict[str, Any]] = {
     "defaults": dict(mode="auto", reference_step=-1, block=-1, cross_attention_blocks="all", bias="calibrated",
-                     bias_form="auto", added_boost=0.0, bias_modifiers=True),
+                     bias_form="auto", added_boost=0.0, bias_modifiers=True, approach_steps=0),
     "published": dict(mode="faithful", reference_step=-1, block=-1, cross_attention_blocks="capture block",
-                      bias="published", bias_form="dense", added_boost=0.0, bias_modifiers=False),
-    "tuned": dict(mode=NUMINA_SETTINGS["mode"], reference_step=None, block=NUMINA_SETTINGS["block"],
+                      bias="published", bias_form="dense", added_boost=0.0, bias_modifiers=False, approach_steps=0),
+    "tuned": dict(mode=NUMINA_SETTINGS["mode"], reference_step=None, block=NUMINA_SETTINGS["block"], approach_steps=0,
                   cross_attention_blocks="capture block", bias="published", bias_form="auto",
                   added_boost=NUMINA_SETTINGS["added_boost"], bias_modifiers=NUMINA_SETTINGS["bias_modifiers"]),
 }
@@ -108,7 +108,8 @@ def numina_graph(prompt: str, seed: int, steps: int, cfg: float, prefix: str, se
               "inputs": {"model": ["2", 0], "clip": ["3", 0], "positive": ["4", 0], "negative": ["5", 0],
                          "latent": ["6", 0], **sampling, "prompt": prompt, "count_override": "",
                          "reference_step": settings["reference_step"], "block": settings["block"],
-                         "cross_attention_blocks": settings["cross_attention_blocks"]}},
+                         "cross_attention_blocks": settings["cross_attention_blocks"],
+                         "approach_steps": settings["approach_steps"]}},
         "8": {"class_type": "NuminaLayoutInfer", "inputs": {"capture": ["7", 0], "mode": settings["mode"]}},
         "9": {"class_type": "NuminaLayoutRefine", "inputs": {"layout": ["8", 0]}},
         "10": {"class_type": "NuminaSampler", "inputs": {"model": ["2", 0], "capture": ["7", 0], "layout": ["9", 0],
@@ -323,6 +324,8 @@ def run_share(args: argparse.Namespace, methods: list[str], prompts: list[str]) 
     if "calibrated_gain" in args.numina_overrides:     # tuning experiments: every NUMINA method of this run
         runner.comfy_runtime.pack_module("NuminaCrossAttnGuide").modulation.CALIBRATED_GAIN = \
             args.numina_overrides["calibrated_gain"]
+    if "bias_end" in args.numina_overrides:
+        runner.comfy_runtime.pack_module("NuminaCrossAttnGuide").modulation.BIAS_END = args.numina_overrides["bias_end"]
     results: dict[str, list[evaluate.VideoResult]] = {m: [] for m in methods}
     in_colour: dict[str, list[evaluate.VideoResult]] = {m: [] for m in methods}
     looks: dict[str, list[dict[str, float]]] = {m: [] for m in methods}      # countworld/quality.py, per video
@@ -441,7 +444,7 @@ def parse_overrides(text: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in filter(None, (x.strip() for x in text.split(","))):
         key, _, value = item.partition("=")
-        if key == "calibrated_gain":          # a constant of the calibrated rule, not a node input
+        if key in ("calibrated_gain", "bias_end"):      # constants of numina_ops/modulation.py, not node inputs
             out[key] = float(value)
             continue
         if key not in PRESETS["defaults"]:

@@ -12,6 +12,7 @@ from ..numina_ops.prompt import parse_override, parse_targets
 from ..numina_ops.records import Capture, NuminaInputError, ReferencePass, SamplingSettings, Targets
 from ..numina_ops.tokens import modifier_token_positions, noun_token_positions
 from ..numina_ops import capture as capture_ops
+from ..numina_ops.schedule import reference_path
 from . import attention_patch, sampling
 from .preview import report_ui
 from .records_io import CAPTURE
@@ -21,6 +22,7 @@ from .schema import search_aliases
 PUBLISHED_STEP, PUBLISHED_STEPS = 20, 50
 PUBLISHED_BLOCK, PUBLISHED_BLOCKS = 15, 30
 DEFAULT_MEMORY_MB = capture_ops.DEFAULT_MEMORY_BUDGET // 2**20
+DEFAULT_APPROACH_STEPS = 0
 CROSS_BLOCK_OPTIONS = ["all", "capture block"]
 
 
@@ -105,6 +107,11 @@ class NuminaAttentionCapture(io.ComfyNode):
                 io.Int.Input("memory_budget_mb", default=DEFAULT_MEMORY_MB, min=16, max=65536, optional=True,
                              tooltip="Device memory for the capture's attention maps (one chunk of frame x head "
                                      "maps at a time). Lower it if the capture runs out of GPU memory."),
+                io.Int.Input("approach_steps", default=DEFAULT_APPROACH_STEPS, min=0, max=9999, optional=True,
+                             tooltip="Steps the reference pass takes to reach reference_step's noise level: 0 = the "
+                                     "run's own steps (a run whose counts are right is then the plain run, bit for "
+                                     "bit); N = N larger steps, so the pass costs N + 1 model evaluations instead of "
+                                     "reference_step + 1."),
             ],
             outputs=[
                 CAPTURE.Output(display_name="capture"),
@@ -141,7 +148,8 @@ class NuminaAttentionCapture(io.ComfyNode):
     @classmethod
     def execute(cls, model, clip, positive, negative, latent, seed, steps, cfg, sampler_name, scheduler,
                 prompt, count_override, reference_step, block,
-                memory_budget_mb: int = DEFAULT_MEMORY_MB, cross_attention_blocks: str = "all") -> io.NodeOutput:
+                memory_budget_mb: int = DEFAULT_MEMORY_MB, cross_attention_blocks: str = "all",
+                approach_steps: int = 0) -> io.NodeOutput:
         info = attention_patch.wan_info(model)
         grid = info.grid_for(sampling.prepare_latent(model, latent))
         settings = SamplingSettings(seed=int(seed), steps=int(steps), cfg=float(cfg), sampler_name=sampler_name,
@@ -169,23 +177,25 @@ class NuminaAttentionCapture(io.ComfyNode):
         cross_blocks = tuple(range(info.blocks)) if cross_attention_blocks == "all" else (block_index,)
         capture, reference, report = run_capture(
             model, settings, positive, negative, latent, targets, positions, modifier_token_positions(targets, pieces),
-            step, block_index, cross_blocks, int(memory_budget_mb) * 2**20)
+            step, block_index, cross_blocks, int(memory_budget_mb) * 2**20, reference_path(step, int(approach_steps)))
         return io.NodeOutput(capture, reference, report, ui=report_ui(report))
 
 
 def run_capture(model, settings: SamplingSettings, positive, negative, latent: dict, targets: Targets,
                 positions, modifier_positions, step: int, block_index: int, cross_blocks: tuple[int, ...],
-                memory_budget: int) -> tuple[Capture, dict, str]:
+                memory_budget: int, path: list[int]) -> tuple[Capture, dict, str]:
     """The reference pass and its reading: the capture node's work once its inputs are checked,
     also what NuminaCheckedSampler runs again for every further try (another seed, the same
-    prompt, steps, block and blocks).  Returns the capture, the LATENT at the reference step and
+    prompt, steps, block, blocks and path).  ``path``: the schedule indices the pass visits
+    (numina_ops/schedule.py), ending at ``step`` + 1.  Returns the capture, the LATENT at the reference step and
     the report."""
     info = attention_patch.wan_info(model)
     grid = info.grid_for(sampling.prepare_latent(model, latent))
-    session = attention_patch.CaptureSession(info, grid, block_index, step, positions,
+    # the session knows steps by the sampler's own sigmas: the reading is the path's last-but-one
+    session = attention_patch.CaptureSession(info, grid, block_index, len(path) - 2, positions,
                                              memory_budget=memory_budget, cross_blocks=cross_blocks)
     patched = attention_patch.install(model, session)
-    state, reference = sampling.reference_pass(patched, settings, positive, negative, latent, step)
+    state, reference = sampling.reference_pass(patched, settings, positive, negative, latent, path)
     session.settle()
     if not session.complete:
         raise NuminaInputError(
@@ -204,7 +214,9 @@ def run_capture(model, settings: SamplingSettings, positive, negative, latent: d
                     "that skips blocks?)")
     report = f"NUMINA capture: {wanted}; read self-attention in block {block_index}/{info.blocks} and " \
              f"cross-attention in {crossed} at step {step}/{settings.steps} on a " \
-             f"{grid.frames}x{grid.height}x{grid.width} token grid"
+             f"{grid.frames}x{grid.height}x{grid.width} token grid, reached in " + \
+             (f"the run's own {step} steps" if state.exact else f"{len(path) - 2} larger steps (the run's {step} "
+              f"steps would cost {step + 1} model evaluations, this pass took {state.evaluations})")
     if targets.notes:
         report += "\nnotes: " + "; ".join(targets.notes)
     return capture, reference, report
@@ -220,7 +232,8 @@ def recapture(model, capture: Capture, seed: int) -> tuple[Capture, dict, str]:
     return run_capture(model, settings, ref.positive, ref.negative, ref.latent, capture.targets, positions,
                        dict(capture.modifier_positions), capture.step_index, capture.block_index,
                        capture.cross_blocks or (capture.block_index,),
-                       capture.memory_budget or capture_ops.DEFAULT_MEMORY_BUDGET)
+                       capture.memory_budget or capture_ops.DEFAULT_MEMORY_BUDGET,
+                       list(ref.path) or list(range(ref.next_step + 1)))
 
 
 def _empty_capture(grid, targets: Targets, step: int, steps: int, block: int, info,

@@ -62,13 +62,13 @@ def run_tries(model, capture: Capture, vae, counter, tries: int, mode: str, bias
         before = evaluations.calls
         seed = (first_seed + i) % 0x10000000000000000
         current = capture if i == 0 else recapture(counted, capture, seed)[0]
-        reference_steps = capture.reference.next_step if i == 0 else 0   # try 1's ran in the capture node
+        reference_cost = capture.reference.evaluations if i == 0 else 0   # try 1's ran in the capture node
         layout = refined(layout_from_capture(current, mode))
         latent, _ = sample_with_layout(counted, current, layout, bias_form, added_boost, bias_modifiers,
                                        counted_low, switch_step, bias, node_id)
         frames = decode(vae, latent)
         check = run_counter(frames, current, counter)
-        results.append(TryResult(seed=seed, check=check, evaluations=evaluations.calls - before + reference_steps,
+        results.append(TryResult(seed=seed, check=check, evaluations=evaluations.calls - before + reference_cost,
                                  guided=layout.needs_guidance, samples=latent["samples"].detach().to("cpu")))
         if best_try([r.check.score for r in results]) == i:      # the rule CheckedRun.chosen keeps
             best_latent, best_frames = latent, frames

@@ -61,6 +61,8 @@ class NuminaCrossAttnGuide(io.ComfyNode):
                                         None if node_id is None else str(node_id), rule=bias)
         if session is not None:
             report += " After sampling, the log (and this node, in the UI) says how many cross-attention calls were biased."
+        else:
+            report += " Sampled with the capture's settings, the result equals the plain run."
         return io.NodeOutput(guided, report, ui=report_ui(report))
 
 
@@ -74,7 +76,7 @@ def guide(model, layout, bias_form: str, added_boost: float = 0.0, bias_modifier
         raise NuminaInputError(f"this layout was read from a {layout.model_family} model but the MODEL is "
                                f"{info.family}; capture again with this model")
     if not layout.nouns:
-        return model, None, "NUMINA guide: no countable noun, no change needed: the result equals the plain run."
+        return model, None, "NUMINA guide: no countable noun, no change needed: the model is left unpatched."
     if not layout.refined:
         raise NuminaInputError("this layout is not refined yet: put NuminaLayoutRefine between "
                                "NuminaLayoutInfer and NuminaCrossAttnGuide")
@@ -82,7 +84,7 @@ def guide(model, layout, bias_form: str, added_boost: float = 0.0, bias_modifier
         unfixable = [n.noun for n in layout.nouns if n.mismatched_frames]
         why = (f"refinement could not place the missing instances of {', '.join(unfixable)} (see its notes)"
                if unfixable else "every frame already shows the target count")
-        return model, None, f"NUMINA guide: {why}, no change needed: the result equals the plain run."
+        return model, None, f"NUMINA guide: {why}, no change needed: the model is left unpatched."
     form = modulation.DEFAULT_FORM if bias_form == "auto" else bias_form
     session = attention_patch.GuideSession(info, layout, form, added_boost, bias_modifiers, node_id=node_id,
                                            rule=rule)

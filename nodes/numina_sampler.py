@@ -1,8 +1,9 @@
 """NuminaSampler: the run itself, with every setting taken from the capture.
 
-Counts already right: it finishes the reference pass from the sampler's exact state (the run costs
-`steps` model evaluations in all and equals the plain run bit for bit with euler).  A count to fix:
-the guided pass from the same noise (reference step + 1 + steps evaluations).  Wan2.2 A14B: the
+Counts already right: it finishes the reference pass from the sampler's exact state (when the pass
+took the run's own steps, the run costs `steps` model evaluations in all and equals the plain run
+bit for bit with euler).  A count to fix: the guided pass from the same noise (the reference pass's
+evaluations + steps).  Wan2.2 A14B: the
 low-noise expert takes over at `switch_step`, guided with the same layout.
 """
 from __future__ import annotations
@@ -84,8 +85,8 @@ class NuminaSampler(io.ComfyNode):
                                             bias_modifiers, evaluations.counted(low_noise_model), switch_step, bias,
                                             None if node_id is None else str(node_id))
         ui = report_ui(report)
-        reference_steps = capture.reference.next_step if isinstance(capture, Capture) and capture.reference else 0
-        ui[sampling.EVALUATIONS_UI_KEY] = [evaluations.calls + reference_steps]   # read by API clients
+        reference_cost = capture.reference.evaluations if isinstance(capture, Capture) and capture.reference else 0
+        ui[sampling.EVALUATIONS_UI_KEY] = [evaluations.calls + reference_cost]   # read by API clients
         return io.NodeOutput(latent, report, ui=ui)
 
 
@@ -112,13 +113,15 @@ def sample_with_layout(model, capture: Capture, layout: Layout, bias_form: str, 
     if session is None and reference.state is not None:
         samples = sampling.finish(model, reference, stop)
         how = (f"counts already right: finished the capture's reference pass from step {reference.next_step}"
-               f" ({steps - reference.next_step} more model evaluations, {steps} in all): the plain run.")
+               f" ({steps - reference.next_step} more model evaluations, {reference.evaluations + steps - reference.next_step}"
+               " in all): " + ("the plain run." if reference.exact else
+                               "the plain run's layout (the pass reached the reference step in larger steps)."))
     elif session is None:
         samples = sampling.sample_segment(model, reference, None, 0, stop)
         how = "nothing to count: the plain run."
     else:
         samples = sampling.sample_segment(guided, reference, None, 0, stop)
-        how = ("guided pass from the same noise (" + _biased(session) + f"; {reference.next_step} + {steps} model"
+        how = ("guided pass from the same noise (" + _biased(session) + f"; {reference.evaluations} + {steps} model"
                " evaluations in all with the capture).")
     if two_experts:
         low, low_session, _ = guide(low_noise_model, layout, bias_form, added_boost, bias_modifiers, node_id,

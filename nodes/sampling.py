@@ -102,27 +102,36 @@ def sigmas_of(model: Any, settings: SamplingSettings) -> tuple[float, ...]:
 
 
 def _sample(model: Any, settings: SamplingSettings, positive, negative, latent: dict, latent_image: torch.Tensor,
-            start: int, stop: int, add_noise: bool, finish: bool) -> torch.Tensor:
+            start: Optional[int], stop: Optional[int], add_noise: bool, finish: bool,
+            sigmas: Optional[torch.Tensor] = None) -> torch.Tensor:
     noise = (comfy.sample.prepare_noise(latent_image, settings.seed, latent.get("batch_index")) if add_noise
              else torch.zeros(latent_image.size(), dtype=latent_image.dtype, layout=latent_image.layout,
                               device="cpu"))
     return comfy.sample.sample(
         model, noise, settings.steps, settings.cfg, settings.sampler_name, settings.scheduler, positive, negative,
         latent_image, denoise=1.0, disable_noise=not add_noise, start_step=start, last_step=stop,
-        force_full_denoise=finish, noise_mask=latent.get("noise_mask"),
+        force_full_denoise=finish, noise_mask=latent.get("noise_mask"), sigmas=sigmas,
         callback=latent_preview.prepare_callback(model, settings.steps),
         disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=settings.seed)
 
 
 def reference_pass(model: Any, settings: SamplingSettings, positive, negative, latent: dict,
-                   reference_step: int) -> tuple[ReferencePass, dict]:
-    """Steps 0..reference_step of the run (``model`` carries the capture's patch).  Returns the
-    raw state for the NUMINA sampler and the LATENT KSamplerAdvanced would have returned there."""
+                   path: list[int]) -> tuple[ReferencePass, dict]:
+    """The run from its noise through the schedule indices ``path`` (numina_ops/schedule.py: the
+    run's own steps 0..reference_step + 1, or a few larger ones to the reference step's noise level
+    and that step), ``model`` carrying the capture's patch.  Returns the raw state for the NUMINA
+    sampler and the LATENT a sampler stopping there returns (KSamplerAdvanced's, on the exact path)."""
     latent_image = prepare_latent(model, latent)
+    next_step = path[-1]
+    exact = path == list(range(next_step + 1))
+    # on the CPU like the schedules ComfyUI's own schedulers return; its sampler moves them to the model
+    sigmas = None if exact else torch.tensor([sigmas_of(model, settings)[i] for i in path], dtype=torch.float32,
+                                             device="cpu")
     raw = _sample(_with_raw_output(model), settings, positive, negative, latent, latent_image,
-                  0, reference_step + 1, add_noise=True, finish=False)
+                  None if sigmas is not None else 0, None if sigmas is not None else next_step,
+                  add_noise=True, finish=False, sigmas=sigmas)
     state = ReferencePass(settings=settings, positive=positive, negative=negative, latent=latent,
-                          state=raw.detach().to("cpu"), next_step=reference_step + 1)
+                          state=raw.detach().to("cpu"), next_step=next_step, path=tuple(path))
     reference = {k: v for k, v in latent.items() if k not in LATENT_RATIO_KEYS}   # as common_ksampler's output
     reference["samples"] = _as_latent(model, state)
     return state, reference

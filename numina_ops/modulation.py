@@ -79,6 +79,12 @@ def published_delta(t: float) -> float:
     return 0.25 * (4.0 - 3.0 * math.tanh(t - 25.0))
 
 
+# The share of the schedule after which no bias is applied (1.0: the published curve, active to its
+# own end, step 44 of 50).  A constant for experiments on CountWorld (issue 21: does a bias that
+# stops earlier let the model finish the added instances' shapes?).
+BIAS_END = 1.0
+
+
 def strength(step_index: int, total_steps: int) -> float:
     """Bias strength at 0-based ``step_index`` of ``total_steps``; 0.0 when modulation is off.
 
@@ -90,6 +96,8 @@ def strength(step_index: int, total_steps: int) -> float:
         raise NuminaInputError(f"total_steps must be >= 1, got {total_steps}")
     if not 0 <= step_index < total_steps:
         raise NuminaInputError(f"step_index {step_index} outside 0..{total_steps - 1}")
+    if step_index >= BIAS_END * total_steps:
+        return 0.0
     delta = published_delta(step_index * PUBLISHED_STEPS / total_steps)
     return delta if delta > 0.25 else 0.0
 

@@ -103,6 +103,18 @@ class ReferencePass:
     latent: dict                        # the LATENT the run starts from
     state: Optional[torch.Tensor]       # raw sampler state after the reference step (CPU); None: no pass ran
     next_step: int                      # the first step that state has not taken
+    # indices of the run's schedule the pass visited (numina_ops/schedule.py); () = every step before next_step
+    path: tuple[int, ...] = ()
+
+    @property
+    def evaluations(self) -> int:
+        """Model evaluations the pass took (one per step at any CFG, cond and uncond batched)."""
+        return len(self.path) - 1 if self.path else self.next_step
+
+    @property
+    def exact(self) -> bool:
+        """Whether the pass took the run's own steps, so finishing it is the plain run."""
+        return not self.path or self.path == tuple(range(len(self.path)))
 
 
 @dataclass(frozen=True)

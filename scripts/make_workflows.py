@@ -422,6 +422,7 @@ class Numina:
     reference_step: int = -1
     block: int = -1
     cross_attention_blocks: str = "all"
+    approach_steps: int = 0
     mode: str = "auto"
     bias: str = "calibrated"
     bias_form: str = "auto"
@@ -432,7 +433,7 @@ class Numina:
 # The published behaviour, as a preset: the published step and block, cross-attention of that block
 # only, the published readout (its reproduction) and the published fixed-offset bias in its dense form.
 PUBLISHED = Numina(cross_attention_blocks="capture block", mode="faithful", bias="published", bias_form="dense",
-                   bias_modifiers=False)
+                   bias_modifiers=False, approach_steps=0)
 
 
 def _prompts(g: Graph, clip: Output, positive: str, negative: str) -> tuple[Node, Node]:
@@ -449,7 +450,8 @@ def _capture(g: Graph, model: Output, clip: Output, pos: Node, neg: Node, latent
     return g.add("NuminaAttentionCapture", 2, color=NUMINA_COLOR, model=model, clip=clip,
                  positive=pos["CONDITIONING"], negative=neg["CONDITIONING"], latent=latent,
                  **sampling.as_widgets(), prompt=prompt, count_override="", reference_step=numina.reference_step,
-                 block=numina.block, cross_attention_blocks=numina.cross_attention_blocks, memory_budget_mb=256)
+                 block=numina.block, cross_attention_blocks=numina.cross_attention_blocks, memory_budget_mb=256,
+                 approach_steps=numina.approach_steps)
 
 
 def _numina_run(g: Graph, model: Output, clip: Output, pos: Node, neg: Node, latent: Output,

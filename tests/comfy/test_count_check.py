@@ -38,11 +38,11 @@ def world_run(comfy):
     class WorldRun:
         pipeline = evaluate.ComfyPipeline()
 
-        def capture(self, prompt=PROMPT, seed=SEED, model=None):
+        def capture(self, prompt=PROMPT, seed=SEED, model=None, **optional):
             p = self.pipeline
             return comfy["NuminaAttentionCapture"].execute(
                 model or p.model, p.clip, p.encode(prompt), p.encode(""), p.empty_latent(), seed, STEPS, 1.0,
-                "euler", "simple", prompt, "", -1, -1).result[0]
+                "euler", "simple", prompt, "", -1, -1, **optional).result[0]
 
         vae = comfy["NuminaCountWorldVAE"].execute(8).result[0]
         counter = comfy["NuminaCountWorldCounterLoader"].execute(0.0, 0).result[0]
@@ -129,6 +129,17 @@ def test_each_try_costs_a_whole_numina_run_counted_in_model_evaluations(world_ru
     for t in run.tries:
         assert t.evaluations == (k + 1 + STEPS if t.guided else STEPS)
     assert run.evaluations == sum(t.evaluations for t in run.tries)
+
+
+def test_every_try_reaches_the_reference_step_the_captures_way(world_run):
+    """A capture with approach_steps: every further try's reference pass takes the same larger
+    steps (3 evaluations for path 0, 5, 10, 11), and each try is counted so."""
+    capture = world_run.capture(approach_steps=2)
+    assert capture.reference.path == (0, 5, 10, 11)
+    judge = ScriptedJudge([{"circles": 0, "squares": 0}])
+    *_, run = world_run.checked(capture, counter=judge, tries=2)
+    for t in run.tries:
+        assert t.evaluations == (3 + STEPS if t.guided else 3 + STEPS - 11)
 
 
 def test_the_same_inputs_give_the_same_tries_and_fewer_tries_are_a_prefix(world_run):

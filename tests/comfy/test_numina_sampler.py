@@ -119,3 +119,51 @@ def test_prompt_text_and_conditioning_of_different_texts_are_refused(run, comfy,
     with pytest.raises(ValueError, match="not the text of its positive conditioning"):
         node.execute(tiny_model, tiny_clip, run.cond("two blue squares on a grey background"), run.cond(""),
                      run.latent(), SEED, STEPS, CFG, "euler", "simple", PROMPT, "", -1, -1)
+
+
+def _plain_on_sigmas(run, model, indices):
+    """The plain run on a subset of the run's own sigma schedule (ComfyUI's sampler, custom sigmas)."""
+    import comfy.sample
+    import comfy.samplers
+    sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "simple", STEPS)
+    latent = comfy.sample.fix_empty_latent_channels(model, run.latent()["samples"])
+    noise = comfy.sample.prepare_noise(latent, SEED)
+    return comfy.sample.sample(model, noise, STEPS, CFG, "euler", "simple", run.cond(PROMPT), run.cond(""), latent,
+                               sigmas=sigmas[list(indices)], seed=SEED)
+
+
+def test_a_shorter_approach_reads_at_the_same_step_for_fewer_evaluations(run, comfy, tiny_model):
+    """approach_steps=1 at 4 steps: one large step to the reference step's noise level, then the
+    reference step itself (2 model evaluations instead of 3); counts right, the run finishes on the
+    run's own last steps (3 + 1 = 4 evaluations, the plain run's cost: the same schedule less step 1)."""
+    model, calls = _counting(tiny_model)
+    capture, _, report = run.capture(model=model, approach_steps=1)
+    assert capture.step_index == 2 and capture.reference.path == (0, 2, 3)
+    assert len(calls) == capture.reference.evaluations == 2
+    assert "reached in 1 larger steps" in report and "this pass took 2" in report
+    output = comfy["NuminaSampler"].execute(model, capture, _untouched(run.layout(capture)[0]), "auto")
+    latent, finished = output.result
+    assert len(calls) == 3 and output.ui["model_evaluations"] == [3]
+    assert "counts already right" in finished and "larger steps" in finished and "the plain run." not in finished
+    expected = _plain_on_sigmas(run, tiny_model, (0, 2, 3, 4))
+    assert torch.allclose(latent["samples"], expected, atol=1e-5), float((latent["samples"] - expected).abs().max())
+    assert not torch.allclose(latent["samples"], run.sample(tiny_model), atol=1e-3), "it is not the plain run"
+
+
+def test_a_shorter_approach_still_guides_the_whole_run(run, comfy, tiny_model):
+    model, calls = _counting(tiny_model)
+    capture, _, _ = run.capture(model=model, override="circles: 5", approach_steps=1)
+    refined, _, _ = run.refine(run.layout(capture)[0])
+    assert refined.needs_guidance
+    output = comfy["NuminaSampler"].execute(model, capture, refined, "auto")
+    assert len(calls) == 2 + STEPS and output.ui["model_evaluations"] == [2 + STEPS]
+    guided_model, _ = run.guide(refined)                      # the guided pass is the run's own schedule
+    assert torch.equal(output.result[0]["samples"], run.sample(guided_model))
+
+
+def test_approach_steps_as_long_as_the_reference_step_is_the_exact_run(run, tiny_model):
+    exact, _, _ = run.capture()
+    long, _, report = run.capture(approach_steps=5)
+    assert long.reference.exact and long.reference.evaluations == exact.step_index + 1
+    assert torch.equal(long.reference.state, exact.reference.state)
+    assert "reached in the run's own 2 steps" in report
