@@ -324,6 +324,10 @@ def run_share(args: argparse.Namespace, methods: list[str], prompts: list[str]) 
     if "calibrated_gain" in args.numina_overrides:     # tuning experiments: every NUMINA method of this run
         runner.comfy_runtime.pack_module("NuminaCrossAttnGuide").modulation.CALIBRATED_GAIN = \
             args.numina_overrides["calibrated_gain"]
+    if "refine_template" in args.numina_overrides:
+        node = runner.comfy_runtime.pack_module("NuminaLayoutRefine")
+        refine = sys.modules[node.__package__.rsplit(".", 1)[0] + ".numina_ops.refine"]
+        refine.TEMPLATE = args.numina_overrides["refine_template"]
     if "bias_end" in args.numina_overrides:
         runner.comfy_runtime.pack_module("NuminaCrossAttnGuide").modulation.BIAS_END = args.numina_overrides["bias_end"]
     results: dict[str, list[evaluate.VideoResult]] = {m: [] for m in methods}
@@ -446,6 +450,9 @@ def parse_overrides(text: str) -> dict[str, Any]:
         key, _, value = item.partition("=")
         if key in ("calibrated_gain", "bias_end"):      # constants of numina_ops/modulation.py, not node inputs
             out[key] = float(value)
+            continue
+        if key == "refine_template":          # numina_ops/refine.py's TEMPLATE
+            out[key] = value
             continue
         if key not in PRESETS["defaults"]:
             raise SystemExit(f"--numina: unknown setting {key!r}; known: {sorted(PRESETS['defaults'])}")

@@ -65,9 +65,21 @@ def smallest_live(labels: np.ndarray) -> int | None:
     return min(ids, key=lambda i: (int((labels == i).sum()), i))
 
 
+# Which live instance an added one copies: "smallest" (published) or "median" (by area; an
+# experiment of issue 21: the smallest read instance may be a fragment, and its copy too small for
+# the model to draw a whole object in).
+TEMPLATE = "smallest"
+
+
+def median_live(labels: np.ndarray) -> int | None:
+    """Label of the live instance of median area (the lower middle; ties: the lower label)."""
+    ids = sorted(live_ids(labels), key=lambda i: (int((labels == i).sum()), i))
+    return ids[(len(ids) - 1) // 2] if ids else None
+
+
 def template_for(labels: np.ndarray) -> np.ndarray:
     """Bounding-box crop of the smallest live instance's mask, or the default disk."""
-    smallest = smallest_live(labels)
+    smallest = smallest_live(labels) if TEMPLATE == "smallest" else median_live(labels)
     if smallest is None:
         return default_disk(*labels.shape)
     mask = labels == smallest

@@ -36,6 +36,14 @@ def test_other_step_counts_follow_the_fraction_of_the_schedule(steps: int) -> No
     assert 44 - 50 / steps < last * 50 / steps <= 45, "ends where the published schedule ends"
 
 
+def test_an_earlier_bias_end_cuts_the_curve_and_changes_nothing_before(monkeypatch) -> None:
+    """BIAS_END (an experiment's constant, 1.0 by default): no bias from that share of the schedule."""
+    full = [M.strength(i, 25) for i in range(25)]
+    monkeypatch.setattr(M, "BIAS_END", 0.6)
+    cut = [M.strength(i, 25) for i in range(25)]
+    assert cut[:15] == full[:15] and full[15] > 0 and not any(cut[15:])
+
+
 @pytest.mark.parametrize("step, total", [(-1, 50), (50, 50), (0, 0)])
 def test_bad_steps_are_refused(step: int, total: int) -> None:
     with pytest.raises(NuminaInputError):

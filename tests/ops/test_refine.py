@@ -127,6 +127,21 @@ def test_too_many_removes_the_smallest_first():
     assert (after[0:5, 0:5] == 1).all() and (after[0:2, 8:10] == REMOVED).all() and (after[6:9, 12:15] == REMOVED).all()
 
 
+def test_added_instances_copy_the_smallest_instance_or_the_median_one(monkeypatch):
+    """The published template is the smallest live instance; TEMPLATE "median" (an experiment's
+    constant) copies the instance of median area instead."""
+    import numina_ops.refine as R
+    frame = np.zeros((16, 24), dtype=np.int32)
+    frame[0:2, 0:2] = 1       # 4 tokens
+    frame[0:3, 5:8] = 2       # 9 tokens
+    frame[0:4, 12:16] = 3     # 16 tokens
+    for template, area in (("smallest", 4), ("median", 9)):
+        monkeypatch.setattr(R, "TEMPLATE", template)
+        noun = refine_layout(make_layout(frame[None], 4)).nouns[0]
+        added = noun.labels.numpy()[0] >= FIRST_ADDED
+        assert noun.counts == (4,) and int(added.sum()) == area, template
+
+
 def test_target_zero_removes_everything():
     frame = np.zeros((10, 10), dtype=np.int32)
     frame[1:3, 1:3], frame[5:8, 5:8] = 1, 2
