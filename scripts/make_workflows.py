@@ -422,7 +422,7 @@ class Numina:
     reference_step: int = -1
     block: int = -1
     cross_attention_blocks: str = "all"
-    approach_steps: int = 0
+    approach_steps: int = 2
     mode: str = "auto"
     bias: str = "calibrated"
     bias_form: str = "auto"

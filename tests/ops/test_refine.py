@@ -127,6 +127,37 @@ def test_too_many_removes_the_smallest_first():
     assert (after[0:5, 0:5] == 1).all() and (after[0:2, 8:10] == REMOVED).all() and (after[6:9, 12:15] == REMOVED).all()
 
 
+def _scene_losing_one_instance():
+    """Two latent frames: three instances read in frame 0, the right-hand one not read in frame 1."""
+    frames = np.zeros((2, 16, 30), dtype=np.int32)
+    frames[:, 2:5, 2:5] = 1
+    frames[:, 9:12, 3:6] = 2
+    frames[0, 6:9, 24:27] = 3
+    return frames
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_an_added_instance_takes_the_place_of_the_one_a_neighbouring_frame_has(reverse):
+    """Frame 1 lacks an instance frame 0 has (or frame 0 lacks one frame 1 has): the instance added
+    to make the count is put where the other frame has it, so the video can keep one object there
+    instead of losing it and drawing a new one elsewhere."""
+    frames = _scene_losing_one_instance()[::-1] if reverse else _scene_losing_one_instance()
+    lacking, having = (0, 1) if reverse else (1, 0)
+    labels = refine_layout(make_layout(np.ascontiguousarray(frames), 3)).nouns[0].labels.numpy()
+    added = labels[lacking] >= FIRST_ADDED
+    assert labels[lacking][added].size and (added & (frames[having] == 3)).any()
+
+
+def test_without_track_neighbours_the_added_instance_goes_to_the_published_place(monkeypatch):
+    import numina_ops.refine as R
+    monkeypatch.setattr(R, "TRACK_NEIGHBOURS", False)
+    frames = _scene_losing_one_instance()
+    labels = refine_layout(make_layout(frames, 3)).nouns[0].labels.numpy()
+    added = labels[1] >= FIRST_ADDED
+    assert added.any() and not (added & (frames[0] == 3)).any()
+    assert np.argwhere(added).mean(0)[1] < 15, "near the live instances' centroid, on the left"
+
+
 def test_added_instances_copy_the_smallest_instance_or_the_median_one(monkeypatch):
     """The published template is the smallest live instance; TEMPLATE "median" (an experiment's
     constant) copies the instance of median area instead."""
