@@ -19,7 +19,10 @@ def point(report: dict) -> dict:
     quality = report.get("quality", {})
     well_formed = (quality["numina"]["well_formed_accuracy"] - quality["plain"]["well_formed_accuracy"]
                    if "numina" in quality and "plain" in quality else float("nan"))
-    return {"label": ",".join(f"{k}={v}" for k, v in report.get("overrides", {}).items()) or "defaults",
+    overrides = dict(report.get("overrides", {}))
+    if overrides.get("approach_steps") == 0:
+        overrides["approach_steps"] = "0 (the run's own steps)"
+    return {"label": ",".join(f"{k}={v}" for k, v in overrides.items()) or "defaults",
             "evaluations": report["summaries"]["numina"]["evaluations_per_video"], "plain_evaluations": plain,
             "gain": gain["gain"], "low": gain["low"], "high": gain["high"],
             "in_colour": report["gain_over_plain"]["numina"]["in_colour"]["gain"], "well_formed_gain": well_formed,
@@ -55,10 +58,13 @@ def main() -> None:
                 fmt="s-", capsize=3, label="count accuracy gain over plain (95 % interval)")
     ax.plot(xs, [p["well_formed_gain"] for p in points], "o--", label="the same, well-formed instances only")
     for p in points:
-        ax.annotate(p["label"], (p["evaluations"], p["gain"]), fontsize=7, xytext=(4, 4), textcoords="offset points")
+        short = p["label"].replace("approach_steps=", "approach ").replace(" (the run's own steps)", " (own steps)")
+        ax.annotate(short, (p["evaluations"], p["gain"]), fontsize=7, xytext=(-10, 8), textcoords="offset points",
+                    rotation=30)
     plain = points[0]["plain_evaluations"]
     ax.axvline(plain * 1.15, color="grey", linestyle=":", label="1.15 x plain")
     ax.axhline(0.0, color="black", linewidth=0.5)
+    ax.set_xlim(min(xs) - 1, max(xs) + 3)
     ax.set_xlabel("model evaluations per video (plain: %g)" % plain)
     ax.set_ylabel("gain over plain (points / 100)")
     ax.set_title(f"CountWorld, {points[0]['checkpoint']}, {points[0]['set']} prompts: gain against cost", fontsize=9)
