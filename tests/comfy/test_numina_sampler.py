@@ -1,7 +1,9 @@
-"""NuminaSampler: one graph a user can trust.  A run whose counts are right costs exactly the plain
-run's model evaluations and equals it bit for bit; a run to fix costs the reference steps plus
-one guided pass; every setting comes from the capture, and a guided MODEL sampled with other
-settings stops with both values named."""
+"""NuminaSampler: one graph a user can trust.  A run whose counts are right, its reference pass on
+the run's own steps (at 4 steps the default's are), costs exactly the plain run's model evaluations
+and equals it bit for bit; with a shorter approach it costs fewer and keeps the plain run's
+schedule from the reference step on; a run to fix costs the reference pass plus one guided pass;
+every setting comes from the capture, and a guided MODEL sampled with other settings stops with
+both values named."""
 import dataclasses
 
 import pytest
@@ -167,3 +169,24 @@ def test_approach_steps_as_long_as_the_reference_step_is_the_exact_run(run, tiny
     assert long.reference.exact and long.reference.evaluations == exact.step_index + 1
     assert torch.equal(long.reference.state, exact.reference.state)
     assert "reached in the run's own 2 steps" in report
+
+
+@pytest.mark.parametrize("sampler_name", ["uni_pc", "dpmpp_2m"])
+def test_the_shorter_approach_with_the_multistep_samplers_the_workflows_use(run, comfy, tiny_model, sampler_name):
+    """The shipped Wan workflows sample with uni_pc: the reference pass's larger steps and the
+    finish from them run through the same sampler (its history restarts at the finish)."""
+    model, calls = _counting(tiny_model)
+    steps = 10
+    capture, _, _ = comfy["NuminaAttentionCapture"].execute(
+        model, run.tiny_clip, run.cond(PROMPT), run.cond(""), run.latent(), SEED, steps, CFG, sampler_name, "simple",
+        PROMPT, "", -1, -1).result
+    assert capture.step_index == 4 and capture.reference.path == (0, 2, 4, 5) and len(calls) == 3
+    latent, report = _sampler(comfy, model, capture, _untouched(run.layout(capture)[0]))
+    assert len(calls) == 3 + steps - 5 and "counts already right" in report
+    plain = comfy["KSampler"]().sample(tiny_model, SEED, steps, CFG, sampler_name, "simple", run.cond(PROMPT),
+                                       run.cond(""), run.latent())[0]["samples"]
+    assert torch.isfinite(latent["samples"]).all()
+    # the same noise and layout, not the same pixels: far closer to the plain run than another seed is
+    other = comfy["KSampler"]().sample(tiny_model, SEED + 1, steps, CFG, sampler_name, "simple", run.cond(PROMPT),
+                                       run.cond(""), run.latent())[0]["samples"]
+    assert (latent["samples"] - plain).norm() < 0.5 * (other - plain).norm(), float((latent["samples"] - plain).norm() / (other - plain).norm())
