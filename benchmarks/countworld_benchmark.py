@@ -24,8 +24,9 @@ same seeds, for one CountWorld model (--checkpoint; the second model chose nothi
   first try with every count right; tests/comfy/test_count_check.py checks the prefix), so one run
   of the node with 3 tries gives both: checked_2 is the best of its first two tries.
 Cost is counted in model evaluations (Wan forward calls, one per step at CFG 1): plain N, a NUMINA
-run N when the counts read are right (NuminaSampler finishes the reference pass) or k + 1 + N when
-it guides (k the reference step).  Reports the published metric (per frame, fraction of nouns
+run its reference pass's evaluations (A + 1 with the capture's approach_steps A < k, else k + 1; k
+the reference step) plus the rest of the run when the counts read are right (NuminaSampler
+finishes the reference pass) or plus N when it guides.  Reports the published metric (per frame, fraction of nouns
 counted exactly; mean over frames, then over prompts) and the same counting only objects of the
 asked colour, the gain over plain with a 95 % bootstrap interval over prompts, exact-count rate by
 target count, evaluations and seconds per video, and how often the layout NUMINA reads at the
