@@ -99,7 +99,7 @@ def main() -> None:
     for name in runs:
         print(f"{name:28s} {evaluations[name]:18d} {evaluations[name] / evaluations['plain']:8.2f}"
               f" {best[name]:8.2f} {best[name] / best['plain']:8.2f}")
-    a = min(approach, step) if approach > 0 else step
+    a = len(capture_module.reference_path(step, approach)) - 2     # the approach's steps (k on the exact path)
     print(f"expected: own steps: counts right {STEPS} (1.00x), to fix k + 1 + N = {step + 1 + STEPS}"
           f" ({(step + 1 + STEPS) / STEPS:.2f}x); approach {approach}: counts right A + 1 + N - k - 1 = "
           f"{a + STEPS - step}, to fix A + 1 + N = {a + 1 + STEPS} ({(a + 1 + STEPS) / STEPS:.2f}x)")

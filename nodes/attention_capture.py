@@ -238,7 +238,7 @@ def recapture(model, capture: Capture, seed: int) -> tuple[Capture, dict, str]:
                        dict(capture.modifier_positions), capture.step_index, capture.block_index,
                        capture.cross_blocks or (capture.block_index,),
                        capture.memory_budget or capture_ops.DEFAULT_MEMORY_BUDGET,
-                       list(ref.path) or list(range(ref.next_step + 1)))
+                       list(ref.path) or reference_path(capture.step_index, 0))
 
 
 def _empty_capture(grid, targets: Targets, step: int, steps: int, block: int, info,

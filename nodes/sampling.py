@@ -25,6 +25,7 @@ import comfy.utils
 import latent_preview
 
 from ..numina_ops.records import NuminaInputError, ReferencePass, SamplingSettings
+from ..numina_ops.schedule import is_exact
 
 LATENT_RATIO_KEYS = ("downscale_ratio_spacial", "downscale_ratio_temporal")
 
@@ -123,7 +124,7 @@ def reference_pass(model: Any, settings: SamplingSettings, positive, negative, l
     sampler and the LATENT a sampler stopping there returns (KSamplerAdvanced's, on the exact path)."""
     latent_image = prepare_latent(model, latent)
     next_step = path[-1]
-    exact = path == list(range(next_step + 1))
+    exact = is_exact(path)
     # on the CPU like the schedules ComfyUI's own schedulers return; its sampler moves them to the model
     sigmas = None if exact else torch.tensor([sigmas_of(model, settings)[i] for i in path], dtype=torch.float32,
                                              device="cpu")

@@ -12,6 +12,8 @@ from typing import Any, Optional
 
 import torch
 
+from .schedule import is_exact
+
 
 class NuminaInputError(ValueError):
     """Bad user input: the message names the problem and how to fix it."""
@@ -114,7 +116,7 @@ class ReferencePass:
     @property
     def exact(self) -> bool:
         """Whether the pass took the run's own steps, so finishing it is the plain run."""
-        return not self.path or self.path == tuple(range(len(self.path)))
+        return not self.path or is_exact(self.path)
 
 
 @dataclass(frozen=True)

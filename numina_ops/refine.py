@@ -89,11 +89,12 @@ def median_live(labels: np.ndarray) -> int | None:
 
 
 def template_for(labels: np.ndarray) -> np.ndarray:
-    """Bounding-box crop of the smallest live instance's mask, or the default disk."""
-    smallest = smallest_live(labels) if TEMPLATE == "smallest" else median_live(labels)
-    if smallest is None:
+    """Bounding-box crop of the copied live instance's mask (TEMPLATE: the smallest, as published), or the
+    default disk."""
+    copied = smallest_live(labels) if TEMPLATE == "smallest" else median_live(labels)
+    if copied is None:
         return default_disk(*labels.shape)
-    mask = labels == smallest
+    mask = labels == copied
     rows, cols = np.nonzero(mask)
     return mask[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
 

@@ -10,6 +10,12 @@ extra cost).  Whether the layout read there still holds is measured on CountWorl
 from __future__ import annotations
 
 
+def is_exact(path) -> bool:
+    """Whether a reference path takes every step of the run up to its end (finishing it is then
+    the plain run)."""
+    return list(path) == list(range(len(path)))
+
+
 def reference_path(reference_step: int, approach_steps: int) -> list[int]:
     """Indices into the run's schedule that the reference pass visits: 0, the approach's stops, the
     reference step, and the step after it (the reading's own step).  ``approach_steps`` <= 0 or

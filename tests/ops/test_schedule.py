@@ -2,7 +2,7 @@
 larger steps that land on the reference step's noise level and then take that step itself."""
 import pytest
 
-from numina_ops.schedule import reference_path
+from numina_ops.schedule import is_exact, reference_path
 
 
 def test_zero_approach_steps_is_the_run_itself_to_the_step_after_the_reading():
@@ -33,3 +33,8 @@ def test_an_approach_as_long_as_the_run_is_the_run():
 def test_a_negative_reference_step_is_refused():
     with pytest.raises(ValueError, match="reference_step"):
         reference_path(-1, 2)
+
+
+def test_only_the_run_s_own_steps_are_the_exact_path():
+    assert is_exact(reference_path(10, 0)) and is_exact(reference_path(3, 7)) and is_exact([0, 1])
+    assert not is_exact(reference_path(10, 2)) and not is_exact([0, 2, 3])
