@@ -24,10 +24,15 @@ noun's notes say so ("frame 7: no room for 2 more 'apples'").
 Nor does the published code place an added instance where the scene had an object a frame before
 or after: an instance read in frame 0 but not in frame 1 is added back in frame 1 by the published
 rule near the frame's centre, so the video's object vanishes there and a new one appears elsewhere
-(the count right in both frames, the instance not followed: CountWorld's "instance tracks").  Here
-an added instance aims first at a neighbouring frame's instance that this frame lacks (one with no
-token in common with this frame's live instances): the previous refined frame's, then the next
-frame's as read; only then at its own label's earlier centre (TRACK_NEIGHBOURS; issue 21).
+(the count right in both frames, the instance not followed: CountWorld's "instance tracks").  And
+its placement cost pulls an added instance one token toward the centroid whenever that is more
+than about 4.5 tokens away, on a grid of step 2, so the same added instance moves from frame to
+frame: half of them shared no token with themselves a frame later on CountWorld's tuning prompts.
+Here (TRACK_NEIGHBOURS; issue 21) the instances a neighbouring frame has and this frame lacks (no
+token in common with this frame's live instances; the previous refined frame's, added ones
+included, then the next frame's as read) are added first, each copied in its own place and shape
+when every token of it is free, else its shape at the nearest free place (step 1), else the
+template aimed at its centre.  An added instance copied from the previous frame keeps its label.
 
 Nor does the published code look at the prompt's other nouns: an added apple may land on a
 detected pear, and the two biases then fight over the same tokens.  Here an added instance also
@@ -109,10 +114,15 @@ def valid_offsets(labels: np.ndarray, template: np.ndarray, others: np.ndarray |
     th, tw = template.shape
     if th > height or tw > width:
         return np.zeros((0, 0), dtype=bool)
-    live = labels > 0 if others is None else (labels > 0) | others
-    blocked = (labels != 0) | ndimage.binary_dilation(live, structure=_EIGHT)
-    hits = correlate2d(blocked.astype(np.int32), template.astype(np.int32), mode="valid")
+    hits = correlate2d(blocked_tokens(labels, others).astype(np.int32), template.astype(np.int32), mode="valid")
     return hits == 0
+
+
+def blocked_tokens(labels: np.ndarray, others: np.ndarray | None = None) -> np.ndarray:
+    """[H, W] bool: tokens an added instance may not cover (not background, or 8-adjacent to a live
+    token of this noun or of `others`)."""
+    live = labels > 0 if others is None else (labels > 0) | others
+    return (labels != 0) | ndimage.binary_dilation(live, structure=_EIGHT)
 
 
 def _place(labels: np.ndarray, template: np.ndarray, previous: tuple[float, float] | None,
@@ -143,10 +153,13 @@ def _place(labels: np.ndarray, template: np.ndarray, previous: tuple[float, floa
 
 
 def _add_one(labels: np.ndarray, label: int, previous: tuple[float, float] | None,
-             others: np.ndarray | None = None) -> tuple[float, float] | None:
-    """Add one instance in place; returns its centre, or None when nothing fits."""
+             others: np.ndarray | None = None, shape_first: np.ndarray | None = None) -> tuple[float, float] | None:
+    """Add one instance in place; returns its centre, or None when nothing fits.  `shape_first`:
+    a template tried first, on the step-1 grid (a carried instance's own shape near its place)."""
     template = template_for(labels)
     tries = [(template, PLACEMENT_STEP), (template, 1)]
+    if shape_first is not None:
+        tries.insert(0, (shape_first, 1))
     disk = default_disk(*labels.shape)
     if disk.sum() < template.sum():
         tries += [(disk, PLACEMENT_STEP), (disk, 1)]
@@ -161,30 +174,42 @@ def _add_one(labels: np.ndarray, label: int, previous: tuple[float, float] | Non
     return None
 
 
-def missing_here(labels: np.ndarray, neighbour: np.ndarray) -> list[tuple[float, float]]:
-    """Centres of the `neighbour` frame's live instances that share no token with a live instance
-    of `labels` (objects a frame before or after that this frame lacks), largest first."""
+def missing_here(labels: np.ndarray, neighbour: np.ndarray) -> list[tuple[np.ndarray, int]]:
+    """The `neighbour` frame's live instances that share no token with a live instance of `labels`
+    (objects a frame before or after that this frame lacks), as (mask, label): added instances
+    first (the guided video is drawing them), then the largest."""
     live = labels > 0
     found = []
     for ident in live_ids(neighbour):
         mask = neighbour == ident
         if not (mask & live).any():
-            rows, cols = np.nonzero(mask)
-            found.append((-int(mask.sum()), ident, (float(rows.mean()), float(cols.mean()))))
-    return [centre for _, _, centre in sorted(found)]
+            found.append((ident < FIRST_ADDED, -int(mask.sum()), ident, mask))
+    return [(mask, ident) for *_, ident, mask in sorted(found, key=lambda item: item[:3])]
+
+
+def _copy_in_place(labels: np.ndarray, mask: np.ndarray, label: int,
+                   others: np.ndarray | None = None) -> tuple[float, float] | None:
+    """Add a neighbouring frame's instance in its own place and shape when every token of it is
+    free (see `blocked_tokens`); returns its centre, or None (nothing written)."""
+    if blocked_tokens(labels, others)[mask].any():
+        return None
+    labels[mask] = label
+    rows, cols = np.nonzero(mask)
+    return float(rows.mean()), float(cols.mean())
 
 
 def refine_frame(labels: np.ndarray, target: int,
                  previous_centres: dict[int, tuple[float, float]] | None = None,
                  others: np.ndarray | None = None,
-                 missing: list[tuple[float, float]] | None = None,
+                 carried: list[tuple[np.ndarray, int]] | None = None,
                  ) -> tuple[np.ndarray, dict[int, tuple[float, float]], int]:
     """One frame -> (refined labels, centres of its added instances by label, instances short).
 
     `others` (bool [H, W]): the other nouns' live tokens, kept clear by added instances.
-    `missing`: centres of neighbouring frames' instances this frame lacks (`missing_here`), aimed
-    at in order by the added instances (before their own label's earlier centre: an object the
-    previous refined frame holds and this one lacks is where the video has it)."""
+    `carried`: neighbouring frames' instances this frame lacks (`missing_here`: mask and label),
+    added first, in order: each in its own place and shape when that is free, else the template
+    aimed at its centre.  An added instance carried from a neighbour keeps its label; an instance
+    the neighbour read takes the next free added label."""
     labels = labels.astype(np.int32).copy()
     previous_centres = previous_centres or {}
     target = max(int(target), 0)
@@ -195,16 +220,30 @@ def refine_frame(labels: np.ndarray, target: int,
         if ident >= FIRST_ADDED:        # an input that already holds added instances
             rows, cols = np.nonzero(labels == ident)
             centres[ident] = (float(rows.mean()), float(cols.mean()))
+    carried = list(carried or [])
+    carried_labels = {ident for _, ident in carried if ident >= FIRST_ADDED}
     short = 0
     rank = 0
-    aims = list(missing or [])
     while len(live_ids(labels)) + short < target:
-        label = FIRST_ADDED + rank
-        rank += 1
-        if label in centres:
-            continue
-        aim = aims.pop(0) if aims else previous_centres.get(label)
-        centre = _add_one(labels, label, aim, others)
+        if carried:
+            mask, source = carried.pop(0)
+            if source >= FIRST_ADDED and source not in centres:
+                label = source
+            else:
+                while FIRST_ADDED + rank in centres or FIRST_ADDED + rank in carried_labels:
+                    rank += 1
+                label = FIRST_ADDED + rank
+            rows, cols = np.nonzero(mask)
+            crop = mask[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+            centre = _copy_in_place(labels, mask, label, others) or \
+                _add_one(labels, label, (float(rows.min() + crop.shape[0] // 2), float(cols.min() + crop.shape[1] // 2)),
+                         others, shape_first=crop)
+        else:
+            label = FIRST_ADDED + rank
+            rank += 1
+            if label in centres:
+                continue
+            centre = _add_one(labels, label, previous_centres.get(label), others)
         if centre is None:
             short = target - len(live_ids(labels))
             break
@@ -225,13 +264,13 @@ def refine_noun(noun: NounLayout, target: int, others: np.ndarray | None = None,
     last_centres: dict[int, tuple[float, float]] = {}
     for f in range(frames.shape[0]):
         clear = None if others is None or not others[f].any() else others[f]
-        missing = []
+        carried = []
         if TRACK_NEIGHBOURS:
-            missing = (missing_here(frames[f], out[f - 1]) if f > 0 else []) + \
+            carried = (missing_here(frames[f], out[f - 1]) if f > 0 else []) + \
                       (missing_here(frames[f], frames[f + 1]) if f + 1 < frames.shape[0] else [])
-        out[f], centres, short = refine_frame(frames[f], target, last_centres, clear, missing)
+        out[f], centres, short = refine_frame(frames[f], target, last_centres, clear, carried)
         if short and clear is not None:
-            retry = refine_frame(frames[f], target, last_centres, None, missing)
+            retry = refine_frame(frames[f], target, last_centres, None, carried)
             if retry[2] < short:
                 out[f], centres, short = retry
                 notes.append(f"frame {f}: no free room, added {noun.noun!r} may overlap other nouns' instances")
