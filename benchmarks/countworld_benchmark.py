@@ -446,6 +446,7 @@ CONSTANTS = {
     "calibrated_gain": ("modulation", "CALIBRATED_GAIN", float),
     "bias_end": ("modulation", "BIAS_END", float),
     "refine_template": ("refine", "TEMPLATE", str),
+    "added_gap": ("refine", "ADDED_GAP", int),
     "track_neighbours": ("refine", "TRACK_NEIGHBOURS", lambda v: v.lower() in ("1", "true", "yes")),
 }
 

@@ -72,6 +72,21 @@ APPROACH_TRIED = [
 # 128) keeps the tracks (0.650) and loses the gain (+3.2): the track loss comes with the bias that
 # draws the added objects (benchmarks/countworld_layout_tracks.py: the refined layouts track 0.721,
 # the guided videos 0.657, plain 0.742).
+# Then (2026-12-07, later; same prompts, logs in benchmarks/results/tuning/): the refined layouts
+# tracks were as good as plain's only as a number; the same added instance (one label) shared no
+# token with itself a frame later in half the videos (the published cost pulls it toward the
+# centroid; /tmp diagnostics, 8 steps: mean IoU of a label with itself 0.19), and unmatched
+# instances of the guided videos sat on added tokens whose place was background a frame away.
+# Copying a neighbouring frame's lacking instance in its own place and shape (refine.py, kept):
+# label IoU 0.86, guided tracks 0.695 against 0.657 (8 steps; copy_in_place*.log were run before
+# the added-first order, gap1.log with it).  Then the shapes: added instances were well-formed
+# half as often as read ones (51 % against 75 %, 8 steps), too small where they copied a fragment
+# and merged with a neighbour in about one case in five.  A template of the noun's median-sized
+# instance over the video, replacing smaller copies (typical_template.log; not kept in the code):
+# well-formed 0.276, worse.  Two or three background tokens between an added instance and the
+# others where there is room (refine.py ADDED_GAP): fewer malformed instances at both step counts;
+# 2 kept (the larger count gain at 25 steps; 3 is better at 8 steps and on well-formed only, both
+# inside the noise; the 8-step gap runs tried the wider gap over every shape before the narrower).
 QUALITY_TRIED = [
     dict(settings="8 steps, calibrated_gain=128", accuracy=0.347, in_colour=0.279, gain=(0.032, -0.050, 0.111),
          well_formed=0.232, tracks=0.650),
@@ -83,6 +98,24 @@ QUALITY_TRIED = [
          tracks=0.702),
     dict(settings="refine_template=median", accuracy=0.467, in_colour=0.401, gain=(0.156, 0.043, 0.278),
          well_formed=0.281, tracks=0.699),
+    dict(settings="copy in place (kept)", accuracy=0.441, in_colour=0.372, gain=(0.130, 0.023, 0.241),
+         well_formed=0.312, tracks=0.783),
+    dict(settings="8 steps, copy in place", accuracy=0.387, in_colour=0.301, gain=(0.072, -0.020, 0.158),
+         well_formed=0.239, tracks=0.688),
+    dict(settings="copy in place, added first (added_gap=1)", accuracy=0.453, in_colour=0.368,
+         gain=(0.142, 0.031, 0.255), well_formed=0.302, tracks=0.788),
+    dict(settings="video-wide median template", accuracy=0.448, in_colour=0.351, gain=(0.137, 0.033, 0.246),
+         well_formed=0.276, tracks=0.768),
+    dict(settings="added_gap=2 (kept)", accuracy=0.512, in_colour=0.387, gain=(0.201, 0.090, 0.311),
+         well_formed=0.300, tracks=0.793, malformed=0.269),
+    dict(settings="added_gap=3", accuracy=0.479, in_colour=0.391, gain=(0.168, 0.054, 0.280),
+         well_formed=0.318, tracks=0.779, malformed=0.256),
+    dict(settings="8 steps, added_gap=1", accuracy=0.392, in_colour=0.303, gain=(0.077, -0.014, 0.164),
+         well_formed=0.239, tracks=0.692, malformed=0.312),
+    dict(settings="8 steps, added_gap=2", accuracy=0.415, in_colour=0.317, gain=(0.100, 0.001, 0.196),
+         well_formed=0.270, tracks=0.720, malformed=0.290),
+    dict(settings="8 steps, added_gap=3", accuracy=0.437, in_colour=0.329, gain=(0.121, 0.022, 0.221),
+         well_formed=0.276, tracks=0.730, malformed=0.261),
 ]
 
 NUMINA_SETTINGS = dict(reference_step=12, block=3, mode="cross", added_boost=15.0, bias_modifiers=True)

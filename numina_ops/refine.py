@@ -16,10 +16,14 @@ Per noun and latent frame, in frame order:
 What the published code lacks, and this one guarantees: an added instance covers background
 tokens only (never a live, removed or earlier-added token) and no token of it is 8-adjacent
 to a live instance, so one background token at least (diagonals included) separates it from
-every other instance.  The published cost's overlap term is therefore always 0 here.  When the
-step-2 grid has no valid place, the step-1 grid is searched, then the default disk is tried if
-it is smaller than the template; when nothing fits, the frame keeps fewer instances and the
-noun's notes say so ("frame 7: no room for 2 more 'apples'").
+every other instance.  The published cost's overlap term is therefore always 0 here.  Where
+there is room, a newly placed instance keeps two background tokens from every live instance
+(ADDED_GAP): the model draws an added instance about half again as large as its tokens, and one
+token of gap let about one added instance in five merge with a neighbour into a single blob on
+CountWorld's tuning prompts (issue 21).  When the step-2 grid has no valid place, the step-1
+grid is searched, then the default disk is tried if it is smaller than the template, each first
+with the wider gap; when nothing fits, the frame keeps fewer instances and the noun's notes say
+so ("frame 7: no room for 2 more 'apples'").
 
 Nor does the published code place an added instance where the scene had an object a frame before
 or after: an instance read in frame 0 but not in frame 1 is added back in frame 1 by the published
@@ -55,6 +59,9 @@ from .records import FIRST_ADDED, REMOVED, Layout, NounLayout, Targets
 # Whether an added instance aims at a neighbouring frame's instance this frame lacks (see above);
 # False: the published placement.
 TRACK_NEIGHBOURS = True
+# How many background tokens an added instance keeps from every live instance where there is room
+# (1 where there is not; see above).  1: the guarantee alone.
+ADDED_GAP = 2
 PLACEMENT_STEP = 2
 CENTRE_WEIGHT = 1.0
 TEMPORAL_WEIGHT = 8.0
@@ -104,7 +111,8 @@ def template_for(labels: np.ndarray) -> np.ndarray:
     return mask[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
 
 
-def valid_offsets(labels: np.ndarray, template: np.ndarray, others: np.ndarray | None = None) -> np.ndarray:
+def valid_offsets(labels: np.ndarray, template: np.ndarray, others: np.ndarray | None = None,
+                  gap: int = 1) -> np.ndarray:
     """[H-th+1, W-tw+1] bool: top-left offsets where the template may be placed.
 
     The template may cover background tokens only, none of them 8-adjacent to a live token
@@ -114,21 +122,21 @@ def valid_offsets(labels: np.ndarray, template: np.ndarray, others: np.ndarray |
     th, tw = template.shape
     if th > height or tw > width:
         return np.zeros((0, 0), dtype=bool)
-    hits = correlate2d(blocked_tokens(labels, others).astype(np.int32), template.astype(np.int32), mode="valid")
+    hits = correlate2d(blocked_tokens(labels, others, gap).astype(np.int32), template.astype(np.int32), mode="valid")
     return hits == 0
 
 
-def blocked_tokens(labels: np.ndarray, others: np.ndarray | None = None) -> np.ndarray:
-    """[H, W] bool: tokens an added instance may not cover (not background, or 8-adjacent to a live
-    token of this noun or of `others`)."""
+def blocked_tokens(labels: np.ndarray, others: np.ndarray | None = None, gap: int = 1) -> np.ndarray:
+    """[H, W] bool: tokens an added instance may not cover: not background, or within `gap` tokens
+    (8-connected steps; 1: adjacent) of a live token of this noun or of `others`."""
     live = labels > 0 if others is None else (labels > 0) | others
-    return (labels != 0) | ndimage.binary_dilation(live, structure=_EIGHT)
+    return (labels != 0) | ndimage.binary_dilation(live, structure=_EIGHT, iterations=gap)
 
 
 def _place(labels: np.ndarray, template: np.ndarray, previous: tuple[float, float] | None,
-           step: int, others: np.ndarray | None = None) -> tuple[int, int] | None:
+           step: int, others: np.ndarray | None = None, gap: int = 1) -> tuple[int, int] | None:
     """Best top-left offset of the template on the grid of `step`, or None."""
-    ok = valid_offsets(labels, template, others)
+    ok = valid_offsets(labels, template, others, gap)
     if ok.size == 0:
         return None
     grid = np.zeros_like(ok)
@@ -155,22 +163,27 @@ def _place(labels: np.ndarray, template: np.ndarray, previous: tuple[float, floa
 def _add_one(labels: np.ndarray, label: int, previous: tuple[float, float] | None,
              others: np.ndarray | None = None, shape_first: np.ndarray | None = None) -> tuple[float, float] | None:
     """Add one instance in place; returns its centre, or None when nothing fits.  `shape_first`:
-    a template tried first, on the step-1 grid (a carried instance's own shape near its place)."""
+    a template tried first, on the step-1 grid (a carried instance's own shape near its place).
+    Each shape is tried keeping ADDED_GAP tokens from the live instances, then the 1 guaranteed,
+    before a smaller shape is."""
     template = template_for(labels)
-    tries = [(template, PLACEMENT_STEP), (template, 1)]
+    shapes = [(template, (PLACEMENT_STEP, 1))]
     if shape_first is not None:
-        tries.insert(0, (shape_first, 1))
+        shapes.insert(0, (shape_first, (1,)))
     disk = default_disk(*labels.shape)
     if disk.sum() < template.sum():
-        tries += [(disk, PLACEMENT_STEP), (disk, 1)]
-    for shape, step in tries:
-        spot = _place(labels, shape, previous, step, others)
-        if spot is not None:
-            y0, x0 = spot
-            th, tw = shape.shape
-            window = labels[y0:y0 + th, x0:x0 + tw]
-            window[shape] = label
-            return float(y0 + th // 2), float(x0 + tw // 2)
+        shapes.append((disk, (PLACEMENT_STEP, 1)))
+    gaps = (ADDED_GAP, 1) if ADDED_GAP > 1 else (1,)
+    for shape, steps in shapes:
+        for gap in gaps:
+            for step in steps:
+                spot = _place(labels, shape, previous, step, others, gap)
+                if spot is not None:
+                    y0, x0 = spot
+                    th, tw = shape.shape
+                    window = labels[y0:y0 + th, x0:x0 + tw]
+                    window[shape] = label
+                    return float(y0 + th // 2), float(x0 + tw // 2)
     return None
 
 

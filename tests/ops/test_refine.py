@@ -116,6 +116,25 @@ def test_added_instance_follows_a_slowly_moving_scene():
     assert max(steps) <= 2
 
 
+def test_an_added_instance_keeps_two_tokens_clear_where_there_is_room():
+    """The model draws an added instance larger than its tokens; with one token of gap it often
+    merges with its neighbour into one blob, so two are kept where the frame has room."""
+    frame = np.zeros((1, 16, 24), dtype=np.int32)
+    frame[0, 6:9, 10:13] = 1
+    labels = refine_layout(make_layout(frame, 2)).nouns[0].labels.numpy()[0]
+    added, live = np.argwhere(labels >= FIRST_ADDED), np.argwhere(labels == 1)
+    assert len(added) == 9
+    assert np.abs(added[:, None, :] - live[None, :, :]).max(axis=2).min() >= 3, "two background tokens between"
+
+
+def test_where_only_one_token_of_gap_fits_the_instance_is_still_added():
+    frame = np.zeros((1, 3, 7), dtype=np.int32)
+    frame[0, :, 0:3] = 1
+    noun = refine_layout(make_layout(frame, 2)).nouns[0]
+    assert noun.counts == (2,) and not noun.notes
+    assert (noun.labels.numpy()[0][:, 4:7] == FIRST_ADDED).all()
+
+
 def test_too_many_removes_the_smallest_first():
     frame = np.zeros((12, 20), dtype=np.int32)
     frame[0:5, 0:5] = 1      # 25 tokens
