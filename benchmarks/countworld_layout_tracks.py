@@ -1,11 +1,19 @@
-"""Where NUMINA loses instance tracks: in the layout it guides toward, or in the guided video?
+"""Where NUMINA loses instance tracks and shapes: in the layout it guides toward, or in the guided video?
 
-For every video NUMINA guides (the nodes' defaults, through ComfyUI's executor), the instance
-tracks (`countworld/quality.py`'s measure: instances matched one to one between consecutive latent
-frames, IoU >= 0.2) of the layout read at the reference step, of the refined layout (token grid),
-of the guided video and of the plain video of the same prompt and seed.  If the layouts follow
-their objects as well as plain videos do and the guided video does not, the loss is in how the
-bias is drawn frame by frame, not in the layout.
+For every video NUMINA guides (the nodes' defaults, through ComfyUI's executor):
+
+* the instance tracks (`countworld/quality.py`'s measure: instances matched one to one between
+  consecutive latent frames, IoU >= 0.2) of the layout read at the reference step, of the refined
+  layout (token grid), of the guided video and of the plain video of the same prompt and seed;
+* the same added instance (one label of the refined layout) against itself a frame later: the
+  mean IoU of its tokens (1.0: it stays in place; 0: the layout moves it, and the video draws a
+  new object);
+* the guided video's counted instances by what the refined layout holds under them (added: 30 %
+  of their pixels or more on added tokens; read: on tokens of an instance the layout read and
+  kept; removed: on tokens of one it removed, which the video should not draw): how
+  many, the share well-formed (fit IoU >= 0.5 with the world's object), the share that spans two
+  layout instances or more (merged into one blob), and the share unmatched a frame away (births
+  and deaths).
 
     .numina_env/venv/bin/python benchmarks/countworld_layout_tracks.py --set tuning --seeds 2 --steps 8
 """
@@ -14,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections import defaultdict
 
 import numpy as np
 
@@ -23,9 +32,12 @@ if HERE not in sys.path:
 
 from countworld_benchmark import PRESETS, Runner, numina_graph  # noqa: E402  (puts the repo on sys.path)
 
-from countworld import counter, evaluate, quality  # noqa: E402
+from countworld import counter, evaluate, quality, world  # noqa: E402
 from countworld.distill import lora_name  # noqa: E402
 from countworld.prompts import heldout_prompts, tuning_prompts  # noqa: E402
+from numina_ops.records import FIRST_ADDED, REMOVED  # noqa: E402
+
+ON_ADDED = 0.3             # share of an instance's pixels on added tokens that makes it "added"
 
 
 def layout_tracks(labels) -> float | None:
@@ -34,6 +46,63 @@ def layout_tracks(labels) -> float | None:
     objects = [quality.Instance(f, "noun", labels[f].numpy() == i, True, 1.0)
                for f in range(frames) for i in np.unique(labels[f].numpy()) if i > 0]
     return quality.track_continuity(objects, "noun", frames) if objects else None
+
+
+def added_self_iou(labels: np.ndarray) -> list[float]:
+    """Per added label present in two consecutive frames: the IoU of its tokens there."""
+    found = []
+    for f in range(labels.shape[0] - 1):
+        for ident in set(np.unique(labels[f])) & set(np.unique(labels[f + 1])):
+            if ident >= FIRST_ADDED:
+                a, b = labels[f] == ident, labels[f + 1] == ident
+                found.append(float((a & b).sum() / (a | b).sum()))
+    return found
+
+
+def unmatched(objects: list[quality.Instance], frames: int) -> set[int]:
+    """Indices of `objects` (one noun) that `quality.track_continuity`'s matching leaves unmatched."""
+    lost: set[int] = set()
+    for t in range(frames - 1):
+        a = [i for i, o in enumerate(objects) if o.frame == t]
+        b = [i for i, o in enumerate(objects) if o.frame == t + 1]
+        pairs = sorted(((int((objects[i].mask & objects[j].mask).sum()) / int((objects[i].mask | objects[j].mask).sum()),
+                         i, j) for i in a for j in b), reverse=True)
+        used_a, used_b = set(), set()
+        for iou, i, j in pairs:
+            if iou < quality.TRACK_IOU:
+                break
+            if i not in used_a and j not in used_b:
+                used_a.add(i)
+                used_b.add(j)
+        lost |= (set(a) - used_a) | (set(b) - used_b)
+    return lost
+
+
+def instances_by_kind(guided, prompt: str, refined) -> dict[str, list[tuple[bool, bool, bool]]]:
+    """The guided video's counted instances of the asked nouns, by what the refined layout holds
+    under them: {"added" | "read" | "removed": [(well-formed, merged, unmatched)]}."""
+    targets = world.parse_prompt(prompt)
+    z = counter.to_model_space(guided)[0].float().numpy()
+    found = quality.instances(counter.code_map(z), {t.noun: t.colour for t in targets})
+    kinds: dict[str, list[tuple[bool, bool, bool]]] = defaultdict(list)
+    for noun in refined.nouns:
+        labels = noun.labels.numpy()
+        scale = z.shape[2] // labels.shape[1]
+        tokens = np.kron(labels, np.ones((1, scale, scale), dtype=labels.dtype))      # latent pixels
+        mine = [o for o in found if o.noun == noun.noun]
+        lost = unmatched(mine, z.shape[1])
+        for i, o in enumerate(mine):
+            under = tokens[o.frame][o.mask]
+            if (under >= FIRST_ADDED).mean() >= ON_ADDED:
+                kind = "added"
+            elif ((under > 0) & (under < FIRST_ADDED)).mean() >= ON_ADDED:
+                kind = "read"
+            elif (under == REMOVED).mean() >= ON_ADDED:
+                kind = "removed"
+            else:
+                continue
+            kinds[kind].append((o.well_formed, len(set(under[under > 0].tolist())) > 1, i in lost))
+    return kinds
 
 
 def mean(values) -> float:
@@ -52,7 +121,8 @@ def main() -> None:
     runner = Runner(args.steps, 1.0, args.checkpoint, 5.0 if few else evaluate.DEFAULTS["shift"],
                     lora_name(args.checkpoint) if few else "")
     settings = dict(PRESETS["defaults"])
-    rows = []
+    rows, self_iou = [], []
+    kinds: dict[str, list[tuple[bool, bool, bool]]] = defaultdict(list)
     for prompt in (tuning_prompts() if args.set == "tuning" else heldout_prompts()):
         for seed in range(args.seeds):
             executor, server = runner.comfy_runtime.execute_graph(numina_graph(
@@ -74,11 +144,21 @@ def main() -> None:
                          mean(layout_tracks(n.labels) for n in refined.nouns),
                          quality.video_quality(counter.to_model_space(guided)[0], prompt).track_continuity,
                          quality.video_quality(counter.to_model_space(plain)[0], prompt).track_continuity))
+            for noun in refined.nouns:
+                self_iou += added_self_iou(noun.labels.numpy())
+            for kind, found in instances_by_kind(guided, prompt, refined).items():
+                kinds[kind] += found
     table = np.nanmean(np.array(rows), axis=0)
     print(f"{args.checkpoint}, {args.set} prompts x {args.seeds} seeds, {args.steps} steps: {len(rows)} videos "
           "NUMINA guides; instance tracks of")
     print(f"  the layout read {table[0]:.3f} | the refined layout {table[1]:.3f} | the guided video {table[2]:.3f} "
           f"| the plain video {table[3]:.3f}")
+    print(f"the same added instance a frame later: mean IoU of its tokens {mean(self_iou):.3f} "
+          f"({len(self_iou)} pairs, {sum(v == 0 for v in self_iou)} with no token in common)")
+    print("the guided videos' counted instances, by the layout under them: well-formed | merged | unmatched")
+    for kind in ("added", "read", "removed"):
+        found = np.array(kinds[kind], dtype=float).reshape(-1, 3)
+        print(f"  {kind:5s} {len(found):4d} instances: " + " | ".join(f"{v:.2f}" for v in found.mean(axis=0)))
 
 
 if __name__ == "__main__":

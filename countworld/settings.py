@@ -74,8 +74,9 @@ APPROACH_TRIED = [
 # the guided videos 0.657, plain 0.742).
 # Then (2026-12-07, later; same prompts, logs in benchmarks/results/tuning/): the refined layouts
 # tracks were as good as plain's only as a number; the same added instance (one label) shared no
-# token with itself a frame later in half the videos (the published cost pulls it toward the
-# centroid; /tmp diagnostics, 8 steps: mean IoU of a label with itself 0.19), and unmatched
+# token with itself a frame later in half the cases (8 steps: mean IoU of a label's tokens with
+# themselves a frame later 0.19; 0.29 with the published placement, whose cost pulls it toward the
+# centroid; now reported by benchmarks/countworld_layout_tracks.py), and unmatched
 # instances of the guided videos sat on added tokens whose place was background a frame away.
 # Copying a neighbouring frame's lacking instance in its own place and shape (refine.py, kept):
 # label IoU 0.86, guided tracks 0.695 against 0.657 (8 steps; copy_in_place*.log were run before
