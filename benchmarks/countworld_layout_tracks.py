@@ -158,7 +158,8 @@ def main() -> None:
     print("the guided videos' counted instances, by the layout under them: well-formed | merged | unmatched")
     for kind in ("added", "read", "removed"):
         found = np.array(kinds[kind], dtype=float).reshape(-1, 3)
-        print(f"  {kind:5s} {len(found):4d} instances: " + " | ".join(f"{v:.2f}" for v in found.mean(axis=0)))
+        shares = " | ".join(f"{v:.2f}" for v in found.mean(axis=0)) if len(found) else "-"
+        print(f"  {kind:7s} {len(found):4d} instances: {shares}")
 
 
 if __name__ == "__main__":
