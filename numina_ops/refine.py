@@ -115,8 +115,8 @@ def valid_offsets(labels: np.ndarray, template: np.ndarray, others: np.ndarray |
                   gap: int = 1) -> np.ndarray:
     """[H-th+1, W-tw+1] bool: top-left offsets where the template may be placed.
 
-    The template may cover background tokens only, none of them 8-adjacent to a live token
-    (of this noun, or of `others`: the other nouns' live tokens, bool [H, W]).
+    The template may cover background tokens only, none of them within `gap` tokens (1: 8-adjacent)
+    of a live token (of this noun, or of `others`: the other nouns' live tokens, bool [H, W]).
     """
     height, width = labels.shape
     th, tw = template.shape
@@ -220,8 +220,8 @@ def refine_frame(labels: np.ndarray, target: int,
 
     `others` (bool [H, W]): the other nouns' live tokens, kept clear by added instances.
     `carried`: neighbouring frames' instances this frame lacks (`missing_here`: mask and label),
-    added first, in order: each in its own place and shape when that is free, else the template
-    aimed at its centre.  An added instance carried from a neighbour keeps its label; an instance
+    added first, in order: each in its own place and shape when that is free, else its shape at
+    the nearest free place, else the template aimed at its centre.  An added instance carried from a neighbour keeps its label; an instance
     the neighbour read takes the next free added label."""
     labels = labels.astype(np.int32).copy()
     previous_centres = previous_centres or {}
