@@ -197,6 +197,13 @@ class Runner:
         self.layout_reads: list[dict[str, Any]] = []
         self.evaluations = EvaluationCounter()
 
+    def set_constants(self, overrides: dict[str, Any]) -> None:
+        """Set the CONSTANTS among `overrides` in the pack ComfyUI loaded (tuning experiments)."""
+        for key, value in overrides.items():
+            if key in CONSTANTS:
+                module, name, _ = CONSTANTS[key]
+                setattr(sys.modules[self.pack_package + ".numina_ops." + module], name, value)
+
     def plain(self, prompt: str, seed: int) -> torch.Tensor:
         return self.pipeline.sample(prompt, seed, self.steps, self.cfg)
 
@@ -324,10 +331,7 @@ def run_share(args: argparse.Namespace, methods: list[str], prompts: list[str]) 
     run from seed + 1000 to the "numina" run.  Each result carries its cost in model evaluations."""
     seeds = list(range(args.seeds))
     runner = Runner(args.steps, args.cfg, args.checkpoint, args.shift, args.lora)
-    for key, value in args.numina_overrides.items():  # tuning experiments: every NUMINA method of this run
-        if key in CONSTANTS:
-            module, name, _ = CONSTANTS[key]
-            setattr(sys.modules[runner.pack_package + ".numina_ops." + module], name, value)
+    runner.set_constants(args.numina_overrides)     # tuning experiments: every NUMINA method of this run
     results: dict[str, list[evaluate.VideoResult]] = {m: [] for m in methods}
     in_colour: dict[str, list[evaluate.VideoResult]] = {m: [] for m in methods}
     looks: dict[str, list[dict[str, float]]] = {m: [] for m in methods}      # countworld/quality.py, per video

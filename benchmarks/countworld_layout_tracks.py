@@ -30,7 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-from countworld_benchmark import PRESETS, Runner, numina_graph  # noqa: E402  (puts the repo on sys.path)
+from countworld_benchmark import CONSTANTS, PRESETS, Runner, numina_graph, parse_overrides  # noqa: E402  (puts the repo on sys.path)
 
 from countworld import counter, evaluate, quality, world  # noqa: E402
 from countworld.distill import lora_name  # noqa: E402
@@ -116,11 +116,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--steps", type=int, default=evaluate.DEFAULTS["steps"])
     parser.add_argument("--checkpoint", default=evaluate.CHECKPOINT)
+    parser.add_argument("--numina", default="", help="overrides as the benchmark's --numina, e.g. 'refine_template=median'")
     args = parser.parse_args()
     few = args.steps < evaluate.DEFAULTS["steps"]        # few steps: the model's distillation LoRA, shift 5
     runner = Runner(args.steps, 1.0, args.checkpoint, 5.0 if few else evaluate.DEFAULTS["shift"],
                     lora_name(args.checkpoint) if few else "")
     settings = dict(PRESETS["defaults"])
+    overrides = parse_overrides(args.numina)
+    runner.set_constants(overrides)
+    settings.update({key: value for key, value in overrides.items() if key not in CONSTANTS})
     rows, self_iou = [], []
     kinds: dict[str, list[tuple[bool, bool, bool]]] = defaultdict(list)
     for prompt in (tuning_prompts() if args.set == "tuning" else heldout_prompts()):
@@ -149,8 +153,8 @@ def main() -> None:
             for kind, found in instances_by_kind(guided, prompt, refined).items():
                 kinds[kind] += found
     table = np.nanmean(np.array(rows), axis=0)
-    print(f"{args.checkpoint}, {args.set} prompts x {args.seeds} seeds, {args.steps} steps: {len(rows)} videos "
-          "NUMINA guides; instance tracks of")
+    print(f"{args.checkpoint}, {args.set} prompts x {args.seeds} seeds, {args.steps} steps"
+          f"{', ' + args.numina if args.numina else ''}: {len(rows)} videos NUMINA guides; instance tracks of")
     print(f"  the layout read {table[0]:.3f} | the refined layout {table[1]:.3f} | the guided video {table[2]:.3f} "
           f"| the plain video {table[3]:.3f}")
     print(f"the same added instance a frame later: mean IoU of its tokens {mean(self_iou):.3f} "
