@@ -88,9 +88,10 @@ def smallest_live(labels: np.ndarray) -> int | None:
     return min(ids, key=lambda i: (int((labels == i).sum()), i))
 
 
-# Which live instance an added one copies: "smallest" (published) or "median" (by area; an
-# experiment of issue 21: the smallest read instance may be a fragment, and its copy too small for
-# the model to draw a whole object in).
+# Which live instance an added one copies: "smallest" (published), "median" (the frame's, by area)
+# or "typical" (the noun's median-sized instance over every frame, which also replaces a carried
+# instance smaller than it).  Experiments of issue 21: the smallest read instance may be a
+# fragment, and its copy too small for the model to draw a whole object in.
 TEMPLATE = "smallest"
 
 
@@ -100,10 +101,24 @@ def median_live(labels: np.ndarray) -> int | None:
     return ids[(len(ids) - 1) // 2] if ids else None
 
 
-def template_for(labels: np.ndarray) -> np.ndarray:
+def typical_instance(frames: np.ndarray) -> np.ndarray | None:
+    """Bounding-box crop of the noun's live instance of median area over every frame [F, H, W] (the
+    lower middle; ties: the earlier frame, then the lower label); None when no frame has one."""
+    found = sorted((int((frames[f] == i).sum()), f, i) for f in range(frames.shape[0]) for i in live_ids(frames[f]))
+    if not found:
+        return None
+    _, f, ident = found[(len(found) - 1) // 2]
+    mask = frames[f] == ident
+    rows, cols = np.nonzero(mask)
+    return mask[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+
+
+def template_for(labels: np.ndarray, typical: np.ndarray | None = None) -> np.ndarray:
     """Bounding-box crop of the copied live instance's mask (TEMPLATE: the smallest, as published), or the
-    default disk."""
-    copied = smallest_live(labels) if TEMPLATE == "smallest" else median_live(labels)
+    default disk; `typical` (TEMPLATE "typical": `typical_instance`) when given."""
+    if typical is not None:
+        return typical
+    copied = median_live(labels) if TEMPLATE == "median" else smallest_live(labels)
     if copied is None:
         return default_disk(*labels.shape)
     mask = labels == copied
@@ -161,12 +176,13 @@ def _place(labels: np.ndarray, template: np.ndarray, previous: tuple[float, floa
 
 
 def _add_one(labels: np.ndarray, label: int, previous: tuple[float, float] | None,
-             others: np.ndarray | None = None, shape_first: np.ndarray | None = None) -> tuple[float, float] | None:
+             others: np.ndarray | None = None, shape_first: np.ndarray | None = None,
+             typical: np.ndarray | None = None) -> tuple[float, float] | None:
     """Add one instance in place; returns its centre, or None when nothing fits.  `shape_first`:
     a template tried first, on the step-1 grid (a carried instance's own shape near its place).
     Each shape is tried keeping ADDED_GAP tokens from the live instances, then the 1 guaranteed,
-    before a smaller shape is."""
-    template = template_for(labels)
+    before a smaller shape is.  `typical`: the template instead of the frame's instance."""
+    template = template_for(labels, typical)
     shapes = [(template, (PLACEMENT_STEP, 1))]
     if shape_first is not None:
         shapes.insert(0, (shape_first, (1,)))
@@ -215,14 +231,17 @@ def refine_frame(labels: np.ndarray, target: int,
                  previous_centres: dict[int, tuple[float, float]] | None = None,
                  others: np.ndarray | None = None,
                  carried: list[tuple[np.ndarray, int]] | None = None,
+                 typical: np.ndarray | None = None,
                  ) -> tuple[np.ndarray, dict[int, tuple[float, float]], int]:
     """One frame -> (refined labels, centres of its added instances by label, instances short).
 
     `others` (bool [H, W]): the other nouns' live tokens, kept clear by added instances.
     `carried`: neighbouring frames' instances this frame lacks (`missing_here`: mask and label),
     added first, in order: each in its own place and shape when that is free, else its shape at
-    the nearest free place, else the template aimed at its centre.  An added instance carried from a neighbour keeps its label; an instance
-    the neighbour read takes the next free added label."""
+    the nearest free place, else the template aimed at its centre.  An added instance carried from
+    a neighbour keeps its label; an instance the neighbour read takes the next free added label.
+    `typical` (TEMPLATE "typical"): the template, put near the centre of a carried instance smaller
+    than it instead of that instance's copy."""
     labels = labels.astype(np.int32).copy()
     previous_centres = previous_centres or {}
     target = max(int(target), 0)
@@ -248,15 +267,19 @@ def refine_frame(labels: np.ndarray, target: int,
                 label = FIRST_ADDED + rank
             rows, cols = np.nonzero(mask)
             crop = mask[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
-            centre = _copy_in_place(labels, mask, label, others) or \
-                _add_one(labels, label, (float(rows.min() + crop.shape[0] // 2), float(cols.min() + crop.shape[1] // 2)),
-                         others, shape_first=crop)
+            if typical is not None and crop.sum() < typical.sum():
+                centre = _add_one(labels, label, (float(round(rows.mean())), float(round(cols.mean()))), others,
+                                  shape_first=typical, typical=typical) or _copy_in_place(labels, mask, label, others)
+            else:
+                centre = _copy_in_place(labels, mask, label, others) or _add_one(
+                    labels, label, (float(rows.min() + crop.shape[0] // 2), float(cols.min() + crop.shape[1] // 2)),
+                    others, shape_first=crop, typical=typical)
         else:
             label = FIRST_ADDED + rank
             rank += 1
             if label in centres:
                 continue
-            centre = _add_one(labels, label, previous_centres.get(label), others)
+            centre = _add_one(labels, label, previous_centres.get(label), others, typical=typical)
         if centre is None:
             short = target - len(live_ids(labels))
             break
@@ -272,6 +295,7 @@ def refine_noun(noun: NounLayout, target: int, others: np.ndarray | None = None,
     them unless that leaves no room at all (then it may use their space, with a note).
     `frame_done()` is called after each frame."""
     frames = noun.labels.detach().cpu().numpy()
+    typical = typical_instance(frames) if TEMPLATE == "typical" else None
     notes = list(noun.notes)
     out = np.empty_like(frames, dtype=np.int32)
     last_centres: dict[int, tuple[float, float]] = {}
@@ -281,9 +305,9 @@ def refine_noun(noun: NounLayout, target: int, others: np.ndarray | None = None,
         if TRACK_NEIGHBOURS:
             carried = (missing_here(frames[f], out[f - 1]) if f > 0 else []) + \
                       (missing_here(frames[f], frames[f + 1]) if f + 1 < frames.shape[0] else [])
-        out[f], centres, short = refine_frame(frames[f], target, last_centres, clear, carried)
+        out[f], centres, short = refine_frame(frames[f], target, last_centres, clear, carried, typical)
         if short and clear is not None:
-            retry = refine_frame(frames[f], target, last_centres, None, carried)
+            retry = refine_frame(frames[f], target, last_centres, None, carried, typical)
             if retry[2] < short:
                 out[f], centres, short = retry
                 notes.append(f"frame {f}: no free room, added {noun.noun!r} may overlap other nouns' instances")

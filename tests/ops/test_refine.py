@@ -222,6 +222,24 @@ def test_added_instances_copy_the_smallest_instance_or_the_median_one(monkeypatc
         assert noun.counts == (4,) and int(added.sum()) == area, template
 
 
+def test_the_typical_template_is_the_nouns_median_instance_over_the_video(monkeypatch):
+    """TEMPLATE "typical" (an experiment's constant): added instances copy the noun's instance of
+    median area over every frame, and a carried fragment smaller than it is replaced by it near
+    the fragment's place."""
+    import numina_ops.refine as R
+    monkeypatch.setattr(R, "TEMPLATE", "typical")
+    frames = np.zeros((2, 20, 30), dtype=np.int32)
+    frames[:, 1:3, 1:3] = 1            # 4 tokens
+    frames[:, 1:4, 8:11] = 2           # 9 tokens: the median of 2, 4, 4, 9, 9, 16, 16
+    frames[:, 12:16, 1:5] = 3          # 16 tokens
+    frames[0, 14:15, 20:22] = 4        # a 2-token fragment, read in frame 0 only
+    assert np.array_equal(R.typical_instance(frames), np.ones((3, 3), dtype=bool))
+    labels = refine_layout(make_layout(frames, 4)).nouns[0].labels.numpy()
+    added = np.argwhere(labels[1] >= FIRST_ADDED)
+    assert len(added) == 9 and np.ptp(added, axis=0).tolist() == [2, 2], "the typical shape, not the fragment's"
+    assert np.abs(added.mean(0) - (14.0, 20.5)).max() <= 3, "near the fragment"
+
+
 def test_target_zero_removes_everything():
     frame = np.zeros((10, 10), dtype=np.int32)
     frame[1:3, 1:3], frame[5:8, 5:8] = 1, 2
