@@ -65,16 +65,8 @@ def unmatched(objects: list[quality.Instance], frames: int) -> set[int]:
     for t in range(frames - 1):
         a = [i for i, o in enumerate(objects) if o.frame == t]
         b = [i for i, o in enumerate(objects) if o.frame == t + 1]
-        pairs = sorted(((int((objects[i].mask & objects[j].mask).sum()) / int((objects[i].mask | objects[j].mask).sum()),
-                         i, j) for i in a for j in b), reverse=True)
-        used_a, used_b = set(), set()
-        for iou, i, j in pairs:
-            if iou < quality.TRACK_IOU:
-                break
-            if i not in used_a and j not in used_b:
-                used_a.add(i)
-                used_b.add(j)
-        lost |= (set(a) - used_a) | (set(b) - used_b)
+        matched = quality.match_frames([objects[i].mask for i in a], [objects[j].mask for j in b])
+        lost |= (set(a) - {a[i] for i, _ in matched}) | (set(b) - {b[j] for _, j in matched})
     return lost
 
 

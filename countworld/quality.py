@@ -107,26 +107,28 @@ def clean_background(latent: Union[np.ndarray, torch.Tensor], codes: np.ndarray,
     return clean / total if total else 1.0
 
 
+def match_frames(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> list[tuple[int, int]]:
+    """Masks of one frame (`a`) matched one to one with the next frame's (`b`): greedy on IoU,
+    pairs with IoU >= TRACK_IOU, as (index in a, index in b)."""
+    pairs = sorted(((int((x & y).sum()) / int((x | y).sum()), i, j) for i, x in enumerate(a) for j, y in enumerate(b)),
+                   reverse=True)
+    used_a, used_b, matched = set(), set(), []
+    for iou, i, j in pairs:
+        if iou < TRACK_IOU:
+            break
+        if i not in used_a and j not in used_b:
+            used_a.add(i)
+            used_b.add(j)
+            matched.append((i, j))
+    return matched
+
+
 def track_continuity(objects: Sequence[Instance], noun: str, frames: int) -> float:
     """Per pair of consecutive frames, the share of the noun's instances matched one to one by IoU
-    (>= TRACK_IOU, greedy on IoU); births and deaths are the unmatched.  1.0 when nothing appears,
-    vanishes or splits; the mean over frame pairs."""
+    (`match_frames`); births and deaths are the unmatched.  1.0 when nothing appears, vanishes or
+    splits; the mean over frame pairs."""
     per_frame = [[o.mask for o in objects if o.frame == t and o.noun == noun] for t in range(frames)]
-    shares = []
-    for a, b in zip(per_frame, per_frame[1:]):
-        if not a and not b:
-            continue
-        pairs = sorted(((int((x & y).sum()) / int((x | y).sum()), i, j) for i, x in enumerate(a) for j, y in enumerate(b)),
-                       reverse=True)
-        used_a, used_b, matched = set(), set(), 0
-        for iou, i, j in pairs:
-            if iou < TRACK_IOU:
-                break
-            if i not in used_a and j not in used_b:
-                used_a.add(i)
-                used_b.add(j)
-                matched += 1
-        shares.append(matched / max(len(a), len(b)))
+    shares = [len(match_frames(a, b)) / max(len(a), len(b)) for a, b in zip(per_frame, per_frame[1:]) if a or b]
     return float(np.mean(shares)) if shares else 1.0
 
 

@@ -254,17 +254,20 @@ def refine_frame(labels: np.ndarray, target: int,
             centres[ident] = (float(rows.mean()), float(cols.mean()))
     carried = list(carried or [])
     carried_labels = {ident for _, ident in carried if ident >= FIRST_ADDED}
-    short = 0
     rank = 0
+
+    def fresh_label() -> int:
+        """The lowest added label this frame has not used and no carried instance brings."""
+        nonlocal rank
+        while FIRST_ADDED + rank in centres or FIRST_ADDED + rank in carried_labels:
+            rank += 1
+        return FIRST_ADDED + rank
+
+    short = 0
     while len(live_ids(labels)) + short < target:
         if carried:
             mask, source = carried.pop(0)
-            if source >= FIRST_ADDED and source not in centres:
-                label = source
-            else:
-                while FIRST_ADDED + rank in centres or FIRST_ADDED + rank in carried_labels:
-                    rank += 1
-                label = FIRST_ADDED + rank
+            label = source if source >= FIRST_ADDED and source not in centres else fresh_label()
             rows, cols = np.nonzero(mask)
             crop = mask[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
             if typical is not None and crop.sum() < typical.sum():
@@ -275,10 +278,7 @@ def refine_frame(labels: np.ndarray, target: int,
                     labels, label, (float(rows.min() + crop.shape[0] // 2), float(cols.min() + crop.shape[1] // 2)),
                     others, shape_first=crop, typical=typical)
         else:
-            label = FIRST_ADDED + rank
-            rank += 1
-            if label in centres:
-                continue
+            label = fresh_label()
             centre = _add_one(labels, label, previous_centres.get(label), others, typical=typical)
         if centre is None:
             short = target - len(live_ids(labels))
