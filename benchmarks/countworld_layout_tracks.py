@@ -13,7 +13,10 @@ For every video NUMINA guides (the nodes' defaults, through ComfyUI's executor):
   kept; removed: on tokens of one it removed, which the video should not draw): how
   many, the share well-formed (fit IoU >= 0.5 with the world's object), the share that spans two
   layout instances or more (merged into one blob), and the share unmatched a frame away (births
-  and deaths).
+  and deaths); the malformed ones by size against the world's object of their noun (too small:
+  under SMALL of its area, a fragment; too large: over LARGE, a bloated or smeared object; else
+  the wrong shape); and those on no instance of the layout ("elsewhere": objects the layout did
+  not ask for).
 
     .numina_env/venv/bin/python benchmarks/countworld_layout_tracks.py --set tuning --seeds 2 --steps 8
 """
@@ -38,6 +41,8 @@ from countworld.prompts import heldout_prompts, tuning_prompts  # noqa: E402
 from numina_ops.records import FIRST_ADDED, REMOVED  # noqa: E402
 
 ON_ADDED = 0.3             # share of an instance's pixels on added tokens that makes it "added"
+SMALL, LARGE = 0.6, 1.6    # a malformed instance's area against its world object's: fragment, bloated
+KINDS = ("added", "read", "removed", "elsewhere")
 
 
 def layout_tracks(labels) -> float | None:
@@ -70,13 +75,26 @@ def unmatched(objects: list[quality.Instance], frames: int) -> set[int]:
     return lost
 
 
-def instances_by_kind(guided, prompt: str, refined) -> dict[str, list[tuple[bool, bool, bool]]]:
+def world_area(noun: str) -> float:
+    """Latent pixels of the world's object of `noun` at its base size (coverage >= 0.5)."""
+    side = int(4 * world._BASE_SIZE) + 3
+    return float((world._amplitude(noun, (side / 2, side / 2), world._BASE_SIZE, side, side) >= 0.5).sum())
+
+
+def size_class(instance: quality.Instance) -> str:
+    """A malformed instance's fault by its area: "small", "large" or "shape"."""
+    ratio = instance.mask.sum() / world_area(instance.noun)
+    return "small" if ratio < SMALL else "large" if ratio > LARGE else "shape"
+
+
+def instances_by_kind(guided, prompt: str, refined) -> dict[str, list[tuple[bool, bool, bool, str]]]:
     """The guided video's counted instances of the asked nouns, by what the refined layout holds
-    under them: {"added" | "read" | "removed": [(well-formed, merged, unmatched)]}."""
+    under them: {"added" | "read" | "removed" | "elsewhere": [(well-formed, merged, unmatched,
+    size class of a malformed one or "")]}."""
     targets = world.parse_prompt(prompt)
     z = counter.to_model_space(guided)[0].float().numpy()
     found = quality.instances(counter.code_map(z), {t.noun: t.colour for t in targets})
-    kinds: dict[str, list[tuple[bool, bool, bool]]] = defaultdict(list)
+    kinds: dict[str, list[tuple[bool, bool, bool, str]]] = defaultdict(list)
     for noun in refined.nouns:
         labels = noun.labels.numpy()
         scale = z.shape[2] // labels.shape[1]
@@ -92,8 +110,9 @@ def instances_by_kind(guided, prompt: str, refined) -> dict[str, list[tuple[bool
             elif (under == REMOVED).mean() >= ON_ADDED:
                 kind = "removed"
             else:
-                continue
-            kinds[kind].append((o.well_formed, len(set(under[under > 0].tolist())) > 1, i in lost))
+                kind = "elsewhere"
+            kinds[kind].append((o.well_formed, len(set(under[under > 0].tolist())) > 1, i in lost,
+                                "" if o.well_formed else size_class(o)))
     return kinds
 
 
@@ -118,7 +137,7 @@ def main() -> None:
     runner.set_constants(overrides)
     settings.update({key: value for key, value in overrides.items() if key not in CONSTANTS})
     rows, self_iou = [], []
-    kinds: dict[str, list[tuple[bool, bool, bool]]] = defaultdict(list)
+    kinds: dict[str, list[tuple[bool, bool, bool, str]]] = defaultdict(list)
     for prompt in (tuning_prompts() if args.set == "tuning" else heldout_prompts()):
         for seed in range(args.seeds):
             executor, server = runner.comfy_runtime.execute_graph(numina_graph(
@@ -151,11 +170,17 @@ def main() -> None:
           f"| the plain video {table[3]:.3f}")
     print(f"the same added instance a frame later: mean IoU of its tokens {mean(self_iou):.3f} "
           f"({len(self_iou)} pairs, {sum(v == 0 for v in self_iou)} with no token in common)")
-    print("the guided videos' counted instances, by the layout under them: well-formed | merged | unmatched")
-    for kind in ("added", "read", "removed"):
-        found = np.array(kinds[kind], dtype=float).reshape(-1, 3)
-        shares = " | ".join(f"{v:.2f}" for v in found.mean(axis=0)) if len(found) else "-"
-        print(f"  {kind:7s} {len(found):4d} instances: {shares}")
+    print("the guided videos' counted instances, by the layout under them: well-formed | merged | unmatched"
+          " || malformed: small | large | shape")
+    for kind in KINDS:
+        found = kinds[kind]
+        if not found:
+            print(f"  {kind:9s}    0 instances: -")
+            continue
+        shares = np.array([row[:3] for row in found], dtype=float).mean(axis=0)
+        faults = [row[3] for row in found]
+        print(f"  {kind:9s} {len(found):4d} instances: " + " | ".join(f"{v:.2f}" for v in shares) + " || "
+              + " | ".join(f"{faults.count(c) / len(found):.2f}" for c in ("small", "large", "shape")))
 
 
 if __name__ == "__main__":

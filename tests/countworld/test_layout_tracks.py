@@ -33,3 +33,18 @@ def test_unmatched_are_the_births_and_deaths_of_the_tracks_measure():
                square(1, 5, 0)]                        # is born
     assert unmatched(objects, 2) == {2, 3}
     assert quality.track_continuity(objects, "circles", 2) == 0.5
+
+
+def test_a_malformed_instance_is_a_fragment_a_bloated_object_or_the_wrong_shape():
+    from countworld_layout_tracks import size_class, world_area
+
+    def instance(mask):
+        return quality.Instance(0, "circles", mask, True, quality.best_fit_iou("circles", mask))
+    assert 20 <= world_area("circles") <= 30          # radius 2.8 latent pixels
+    fragment, blob, bar = (np.zeros((24, 24), dtype=bool) for _ in range(3))
+    fragment[10:12, 10:13] = True                     # 6 pixels: counted, a fragment
+    blob[4:13, 4:13] = True                           # 81 pixels: over three times the circle
+    bar[11:13, 2:14] = True                           # 24 pixels, a circle's area in a bar
+    for mask, fault in ((fragment, "small"), (blob, "large"), (bar, "shape")):
+        assert not instance(mask).well_formed
+        assert size_class(instance(mask)) == fault
