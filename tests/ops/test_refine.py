@@ -181,10 +181,13 @@ def test_an_added_instance_stays_in_its_place_while_the_place_is_free():
         assert np.array_equal(labels[f] == FIRST_ADDED, first), f
 
 
-def test_a_carried_instance_whose_place_is_taken_keeps_its_shape_nearby():
+def test_a_carried_instance_whose_place_is_taken_keeps_its_shape_nearby(monkeypatch):
     """Frame 1 has an instance next to where frame 0's lost one was: the copy would touch it, so
     the lost instance's own shape (2 x 4, not the 3 x 3 of the frame's smallest instance) goes to
-    the nearest free place instead, a token or two away."""
+    the nearest free place instead, a token or two away.  (With the published template: the
+    default's typical instance, 3 x 3 here, would replace the smaller lost one.)"""
+    import numina_ops.refine as R
+    monkeypatch.setattr(R, "TEMPLATE", "smallest")
     frames = np.zeros((2, 16, 30), dtype=np.int32)
     frames[:, 2:5, 2:5] = 1
     frames[0, 8:10, 21:25] = 2                     # lost in frame 1 ...
@@ -223,11 +226,11 @@ def test_added_instances_copy_the_smallest_instance_or_the_median_one(monkeypatc
 
 
 def test_the_typical_template_is_the_nouns_median_instance_over_the_video(monkeypatch):
-    """TEMPLATE "typical" (an experiment's constant): added instances copy the noun's instance of
-    median area over every frame, and a carried fragment smaller than it is replaced by it near
-    the fragment's place."""
+    """TEMPLATE "typical" (the default): added instances copy the noun's instance of median area
+    over every frame, and a carried fragment smaller than it is replaced by it near the
+    fragment's place."""
     import numina_ops.refine as R
-    monkeypatch.setattr(R, "TEMPLATE", "typical")
+    assert R.TEMPLATE == "typical"
     frames = np.zeros((2, 20, 30), dtype=np.int32)
     frames[:, 1:3, 1:3] = 1            # 4 tokens
     frames[:, 1:4, 8:11] = 2           # 9 tokens: the median of 2, 4, 4, 9, 9, 16, 16
