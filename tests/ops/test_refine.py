@@ -237,6 +237,9 @@ def test_the_typical_template_is_the_nouns_median_instance_over_the_video(monkey
     frames[:, 12:16, 1:5] = 3          # 16 tokens
     frames[0, 14:15, 20:22] = 4        # a 2-token fragment, read in frame 0 only
     assert np.array_equal(R.typical_instance(frames), np.ones((3, 3), dtype=bool))
+    monkeypatch.setattr(R, "TYPICAL_QUANTILE", 1.0)                 # an experiment's constant
+    assert np.array_equal(R.typical_instance(frames), np.ones((4, 4), dtype=bool))
+    monkeypatch.setattr(R, "TYPICAL_QUANTILE", 0.5)
     labels = refine_layout(make_layout(frames, 4)).nouns[0].labels.numpy()
     added = np.argwhere(labels[1] >= FIRST_ADDED)
     assert len(added) == 9 and np.ptp(added, axis=0).tolist() == [2, 2], "the typical shape, not the fragment's"
