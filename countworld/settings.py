@@ -102,7 +102,12 @@ APPROACH_TRIED = [
 # for the typical one) favours it at both: well-formed only +2.1 [-1.5, +5.5] / +2.0 [-0.7, +4.7],
 # the count +1.5 / -0.7, malformed -2.6 [-4.2, -1.2] at 8 steps; the in-colour count -2.7 / +0.8.
 # Kept as the default (TEMPLATE "typical").  Gap 3 with it: the count +1.2 / +1.6 against gap 2,
-# well-formed only 0.0 / 0.0, malformed +0.7 / +0.9: inside the noise; gap 2 kept.
+# well-formed only 0.0 / 0.0, malformed +0.7 / +0.9: inside the noise; gap 2 kept.  With it, a third
+# of the added instances still sat on regions under 0.75 of the world object's area, a third of those
+# drawn as fragments (tuning/layout_tracks_25steps.log).  A larger typical instance (its 75th
+# percentile by area): well-formed only +1.8 / +0.6, the count -2.2 / -0.4 (paired, 25 / 8 steps);
+# a calibrated gain of 2048: well-formed only +0.5, the count +1.5, malformed -1.8 (25 steps).
+# Neither kept.
 QUALITY_TRIED = [
     dict(settings="8 steps, calibrated_gain=128", accuracy=0.347, in_colour=0.279, gain=(0.032, -0.050, 0.111),
          well_formed=0.232, tracks=0.650),
@@ -153,6 +158,12 @@ QUALITY_TRIED = [
          gain=(0.121, 0.060, 0.180), well_formed=0.276, tracks=0.719, malformed=0.265, constant=0.753),
     dict(settings="8 steps x 8 seeds, typical, added_gap=3, no fallback", accuracy=0.405, in_colour=0.330,
          gain=(0.139, 0.076, 0.197), well_formed=0.278, tracks=0.720, malformed=0.276, constant=0.757),
+    dict(settings="4 seeds, typical, calibrated_gain=2048", accuracy=0.449, in_colour=0.320,
+         gain=(0.188, 0.096, 0.267), well_formed=0.280, tracks=0.716, malformed=0.243, constant=0.760),
+    dict(settings="4 seeds, typical_quantile=0.75", accuracy=0.412, in_colour=0.281, gain=(0.151, 0.059, 0.236),
+         well_formed=0.293, tracks=0.712, malformed=0.270, constant=0.777),
+    dict(settings="8 steps x 8 seeds, typical_quantile=0.75", accuracy=0.383, in_colour=0.321,
+         gain=(0.117, 0.058, 0.176), well_formed=0.283, tracks=0.730, malformed=0.267, constant=0.766),
 ]
 
 NUMINA_SETTINGS = dict(reference_step=12, block=3, mode="cross", added_boost=15.0, bias_modifiers=True)
