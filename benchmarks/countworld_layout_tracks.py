@@ -123,7 +123,8 @@ def instances_by_kind(guided, prompt: str, refined) -> dict[str, list[Drawn]]:
             else:
                 kind = "elsewhere"
             ids, counts = np.unique(under[under > 0], return_counts=True)
-            region = float((tokens[o.frame] == ids[np.argmax(counts)]).sum()) / world_area(o.noun) if len(ids) else float("nan")
+            region = (float((tokens[o.frame] == ids[np.argmax(counts)]).sum()) / world_area(o.noun) if len(ids)
+                      else float("nan"))
             kinds[kind].append(Drawn(o.well_formed, len(set(under[under > 0].tolist())) > 1, i in lost,
                                      "" if o.well_formed else size_class(o), region))
     return kinds
@@ -199,7 +200,8 @@ def main() -> None:
         shares = np.array([row[:3] for row in found], dtype=float).mean(axis=0)
         print(f"  {kind:9s} {len(found):4d} instances: " + " | ".join(f"{v:.2f}" for v in shares) + " || "
               + faults_line(found))
-    print("added and read instances by their layout instance's area / the world object's: well-formed || small | large | shape")
+    print("added and read instances by their layout instance's area / the world object's: "
+          "well-formed || small | large | shape")
     for kind in ("added", "read"):
         for low, high in zip(REGION_BINS, REGION_BINS[1:]):
             found = [row for row in kinds[kind] if low <= row.region < high]

@@ -9,10 +9,10 @@ Per noun and latent frame, in frame order:
   (published) is the bounding-box crop of the smallest live instance's mask (ties: the lower
   label; this pack first tries the noun's typical instance, below), or a disk of radius 5 when
   the frame has none (radius min(5, (min(H, W) - 1) // 4) so that a tiny grid still has room for
-  more than one).  Candidate placements put the template's centre on a
-  grid of step 2 with the template fully inside the frame; cost = squared distance to the
-  centroid of the frame's live foreground + 8 x squared distance to the same added instance's
-  centre in the latest earlier frame that had it, both in token units (as published).
+  more than one).  Candidate placements put the template's centre on a grid of step 2 with the
+  template fully inside the frame; cost = squared distance to the centroid of the frame's live
+  foreground + 8 x squared distance to the same added instance's centre in the latest earlier
+  frame that had it, both in token units (as published).
 
 What the published code lacks, and this one guarantees: an added instance covers background
 tokens only (never a live, removed or earlier-added token) and no token of it is 8-adjacent
@@ -23,8 +23,8 @@ there is room, a newly placed instance keeps two background tokens from every li
 token of gap let about one added instance in five merge with a neighbour into a single blob on
 CountWorld's tuning prompts (issue 21).  When the step-2 grid has no valid place, the step-1
 grid is searched, then the next shape (the typical instance, the frame's smallest, the default
-disk), each first with the wider gap; when nothing fits, the frame keeps fewer instances and the noun's notes say
-so ("frame 7: no room for 2 more 'apples'").
+disk as a last resort), each first with the wider gap; when nothing fits, the frame keeps fewer
+instances and the noun's notes say so ("frame 7: no room for 2 more 'apples'").
 
 Nor does the published code place an added instance where the scene had an object a frame before
 or after: an instance read in frame 0 but not in frame 1 is added back in frame 1 by the published
