@@ -404,10 +404,9 @@ def bootstrap_gain(method: list[evaluate.VideoResult], baseline: list[evaluate.V
             raise ValueError("bootstrap_gain needs the two methods' videos in the same order")
         by_prompt[a.prompt].append(a.score - b.score)
     gains = np.array([np.mean(v) for v in by_prompt.values()])
-    rng = np.random.default_rng(seed)
-    means = gains[rng.integers(0, len(gains), size=(resamples, len(gains)))].mean(axis=1)
-    return {"gain": round(float(gains.mean()), 4), "low": round(float(np.percentile(means, 2.5)), 4),
-            "high": round(float(np.percentile(means, 97.5)), 4), "prompts": int(len(gains))}
+    low, high = evaluate.bootstrap_interval(gains, resamples, seed)
+    return {"gain": round(float(gains.mean()), 4), "low": round(low, 4), "high": round(high, 4),
+            "prompts": int(len(gains))}
 
 
 def run_workers(args: argparse.Namespace, jobs: int) -> list[dict[str, Any]]:
@@ -536,8 +535,7 @@ def main() -> None:
     order = {p: i for i, p in enumerate(prompts)}
 
     def gather(key: str) -> dict[str, list[evaluate.VideoResult]]:
-        found = {m: [evaluate.VideoResult(**{**v, "targets": tuple(tuple(t) for t in v["targets"])})
-                     for part in parts for v in part[key][m]] for m in methods}
+        found = {m: [evaluate.VideoResult.from_json(v) for part in parts for v in part[key][m]] for m in methods}
         for m in methods:
             found[m].sort(key=lambda r: (order[r.prompt], r.seed))
         return found

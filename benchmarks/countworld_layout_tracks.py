@@ -27,6 +27,7 @@ import argparse
 import os
 import sys
 from collections import defaultdict
+from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
@@ -87,6 +88,7 @@ def unmatched(objects: list[quality.Instance], frames: int) -> set[int]:
     return lost
 
 
+@lru_cache(maxsize=None)
 def world_area(noun: str) -> float:
     """Latent pixels of the world's object of `noun` at its base size (coverage >= 0.5)."""
     side = int(4 * world._BASE_SIZE) + 3
@@ -122,10 +124,10 @@ def instances_by_kind(guided, prompt: str, refined) -> dict[str, list[Drawn]]:
                 kind = "removed"
             else:
                 kind = "elsewhere"
-            ids, counts = np.unique(under[under > 0], return_counts=True)
+            ids, counts = np.unique(under[under > 0], return_counts=True)       # layout instances under it
             region = (float((tokens[o.frame] == ids[np.argmax(counts)]).sum()) / world_area(o.noun) if len(ids)
                       else float("nan"))
-            kinds[kind].append(Drawn(o.well_formed, len(set(under[under > 0].tolist())) > 1, i in lost,
+            kinds[kind].append(Drawn(o.well_formed, len(ids) > 1, i in lost,
                                      "" if o.well_formed else size_class(o), region))
     return kinds
 

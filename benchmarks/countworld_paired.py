@@ -37,9 +37,8 @@ def per_video(report: dict) -> dict[tuple[str, int], dict[str, float]]:
     out: dict[tuple[str, int], dict[str, float]] = {}
     rows = zip(report["videos"][METHOD], report["videos_in_colour"][METHOD], report["videos_quality"][METHOD])
     for video, in_colour, looks in rows:
-        score = evaluate.VideoResult(**{**video, "targets": tuple(tuple(t) for t in video["targets"])}).score
-        coloured = evaluate.VideoResult(**{**in_colour, "targets": tuple(tuple(t) for t in in_colour["targets"])}).score
-        out[(video["prompt"], video["seed"])] = {"published metric": score, "in colour": coloured,
+        out[(video["prompt"], video["seed"])] = {"published metric": evaluate.VideoResult.from_json(video).score,
+                                                 "in colour": evaluate.VideoResult.from_json(in_colour).score,
                                                  **{key: looks[key] for key in QUALITY}}
     return out
 
@@ -59,8 +58,8 @@ def paired(a: dict[tuple[str, int], dict[str, float]], b: dict[tuple[str, int], 
     values = np.array([np.mean(v) for v in by_prompt.values()])
     if not len(values):
         return float("nan"), float("nan"), float("nan"), 0
-    means = values[np.random.default_rng(seed).integers(0, len(values), size=(resamples, len(values)))].mean(axis=1)
-    return float(values.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5)), len(values)
+    low, high = evaluate.bootstrap_interval(values, resamples, seed)
+    return float(values.mean()), low, high, len(values)
 
 
 def main() -> None:

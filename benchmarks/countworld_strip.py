@@ -33,7 +33,7 @@ def pick(report: dict, fixed: int, seed: int) -> list[tuple[str, str]]:
     numina = {v["prompt"]: v for v in report["videos"]["numina"] if v["seed"] == seed}
 
     def score(v: dict) -> float:
-        return evaluate.VideoResult(**{**v, "targets": tuple(map(tuple, v["targets"]))}).score
+        return evaluate.VideoResult.from_json(v).score
     gains = sorted(((score(numina[p]) - score(plain[p]), i, p) for i, p in enumerate(plain)), reverse=True)
     chosen = [(p, f"NUMINA fixed it ({score(plain[p]):.2f} -> {score(numina[p]):.2f})") for g, _, p in gains[:fixed]]
     _, _, worst = gains[-1]

@@ -109,6 +109,11 @@ class VideoResult:
     def score(self) -> float:
         return float(np.mean(self.frame_scores))
 
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> "VideoResult":
+        """A result as a benchmark report stores it (`asdict`, targets as JSON lists)."""
+        return cls(**{**record, "targets": tuple(tuple(t) for t in record["targets"])})
+
     def temporal_consistency(self) -> float:
         """Mean over the prompt's nouns of the fraction of frames equal to that noun's modal count."""
         values = []
@@ -125,6 +130,13 @@ def score_counts(prompt: str, seed: int, counts: dict[str, np.ndarray], seconds:
         raise ValueError(f"prompt {prompt!r} names no CountWorld target (e.g. 'three red circles')")
     return VideoResult(prompt, seed, targets, {n: [int(c) for c in v] for n, v in counts.items()}, seconds,
                        int(evaluations))
+
+
+def bootstrap_interval(per_prompt: np.ndarray, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95 % percentile interval of the mean of `per_prompt` values, resampling prompts."""
+    rng = np.random.default_rng(seed)
+    means = per_prompt[rng.integers(0, len(per_prompt), size=(resamples, len(per_prompt)))].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
 def summarise(results: Sequence[VideoResult]) -> dict[str, Any]:

@@ -88,6 +88,12 @@ def live_ids(labels: np.ndarray) -> list[int]:
     return [int(v) for v in np.unique(labels[labels > 0])]
 
 
+def crop(mask: np.ndarray) -> np.ndarray:
+    """A non-empty mask's bounding-box crop (an instance's shape, wherever it sits)."""
+    rows, cols = np.nonzero(mask)
+    return mask[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+
+
 def smallest_live(labels: np.ndarray) -> int | None:
     """Label of the smallest live instance (ties: the lower label), None when there is none."""
     ids = live_ids(labels)
@@ -119,9 +125,7 @@ def typical_instance(frames: np.ndarray) -> np.ndarray | None:
     if not found:
         return None
     _, f, ident = found[int((len(found) - 1) * TYPICAL_QUANTILE)]
-    mask = frames[f] == ident
-    rows, cols = np.nonzero(mask)
-    return mask[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    return crop(frames[f] == ident)
 
 
 def template_for(labels: np.ndarray) -> np.ndarray:
@@ -130,9 +134,7 @@ def template_for(labels: np.ndarray) -> np.ndarray:
     copied = median_live(labels) if TEMPLATE == "median" else smallest_live(labels)
     if copied is None:
         return default_disk(*labels.shape)
-    mask = labels == copied
-    rows, cols = np.nonzero(mask)
-    return mask[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    return crop(labels == copied)
 
 
 def valid_offsets(labels: np.ndarray, template: np.ndarray, others: np.ndarray | None = None,
@@ -192,15 +194,12 @@ def _add_one(labels: np.ndarray, label: int, previous: tuple[float, float] | Non
     Each shape is tried keeping ADDED_GAP tokens from the live instances, then the 1 guaranteed,
     before the next shape is.  `typical` (TEMPLATE "typical"): tried before the frame's template,
     which still fills a frame too crowded for it."""
-    template = template_for(labels)
-    shapes = [(template, (PLACEMENT_STEP, 1))]
-    if typical is not None and not np.array_equal(typical, template):
-        shapes.insert(0, (typical, (PLACEMENT_STEP, 1)))
-    if shape_first is not None:
-        shapes.insert(0, (shape_first, (1,)))
-    disk = default_disk(*labels.shape)
-    if not any(np.array_equal(disk, shape) for shape, _ in shapes):
-        shapes.append((disk, (PLACEMENT_STEP, 1)))
+    shapes: list[tuple[np.ndarray, tuple[int, ...]]] = []
+    for shape, steps in ((shape_first, (1,)), (typical, (PLACEMENT_STEP, 1)),
+                         (template_for(labels), (PLACEMENT_STEP, 1)), (default_disk(*labels.shape), (PLACEMENT_STEP, 1))):
+        # a shape tried already is not tried again: the step-2 grid's places are among the step-1 grid's
+        if shape is not None and not any(np.array_equal(shape, tried) for tried, _ in shapes):
+            shapes.append((shape, steps))
     gaps = (ADDED_GAP, 1) if ADDED_GAP > 1 else (1,)
     for shape, steps in shapes:
         for gap in gaps:
@@ -281,14 +280,14 @@ def refine_frame(labels: np.ndarray, target: int,
             mask, source = carried.pop(0)
             label = source if source >= FIRST_ADDED and source not in centres else fresh_label()
             rows, cols = np.nonzero(mask)
-            crop = mask[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
-            if typical is not None and crop.sum() < typical.sum():
+            shape = crop(mask)
+            if typical is not None and shape.sum() < typical.sum():
                 centre = _add_one(labels, label, (float(round(rows.mean())), float(round(cols.mean()))), others,
                                   shape_first=typical, typical=typical) or _copy_in_place(labels, mask, label, others)
             else:
                 centre = _copy_in_place(labels, mask, label, others) or _add_one(
-                    labels, label, (float(rows.min() + crop.shape[0] // 2), float(cols.min() + crop.shape[1] // 2)),
-                    others, shape_first=crop, typical=typical)
+                    labels, label, (float(rows.min() + shape.shape[0] // 2), float(cols.min() + shape.shape[1] // 2)),
+                    others, shape_first=shape, typical=typical)
         else:
             label = fresh_label()
             centre = _add_one(labels, label, previous_centres.get(label), others, typical=typical)
