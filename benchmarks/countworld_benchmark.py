@@ -451,6 +451,7 @@ CONSTANTS = {
     "refine_template": ("refine", "TEMPLATE", str),
     "added_gap": ("refine", "ADDED_GAP", int),
     "typical_quantile": ("refine", "TYPICAL_QUANTILE", float),
+    "typical_scale": ("refine", "TYPICAL_SCALE", float),
     "track_neighbours": ("refine", "TRACK_NEIGHBOURS", lambda v: v.lower() in ("1", "true", "yes")),
 }
 

@@ -107,7 +107,14 @@ APPROACH_TRIED = [
 # drawn as fragments (tuning/layout_tracks_25steps.log).  A larger typical instance (its 75th
 # percentile by area): well-formed only +1.8 / +0.6, the count -2.2 / -0.4 (paired, 25 / 8 steps);
 # a calibrated gain of 2048: well-formed only +0.5, the count +1.5, malformed -1.8 (25 steps).
-# Neither kept.
+# Neither kept.  The typical instance grown to 1.3 x its tokens (refine.TYPICAL_SCALE, 2026-12-07;
+# 2x2 tokens -> 2x3, 3x3 -> 3x4), paired at 25 steps: well-formed only -1.6 [-5.6, +2.1], the count
+# -2.4, malformed +3.1 [+0.8, +5.7], fit IoU -1.1; not run at 8 steps.  Its diagnostic
+# (tuning/layout_tracks_25steps_typical_scale1.3.log): fewer added fragments (18 % -> 12 %) but more
+# bloated and misshapen ones (5 % / 9 % -> 8 % / 14 %), and read instances next to the larger added
+# ones less well formed (74 % -> 68 %).  Added regions 1-1.25 x the world object's area are drawn
+# well formed 84 % of the time, 1.25-1.5 x only 49 %: too narrow a window to aim at from the
+# readout, and the correlation of small regions with fragments was not their cause.
 QUALITY_TRIED = [
     dict(settings="8 steps, calibrated_gain=128", accuracy=0.347, in_colour=0.279, gain=(0.032, -0.050, 0.111),
          well_formed=0.232, tracks=0.650),
@@ -164,6 +171,8 @@ QUALITY_TRIED = [
          well_formed=0.293, tracks=0.712, malformed=0.270, constant=0.777),
     dict(settings="8 steps x 8 seeds, typical_quantile=0.75", accuracy=0.383, in_colour=0.321,
          gain=(0.117, 0.058, 0.176), well_formed=0.283, tracks=0.730, malformed=0.267, constant=0.766),
+    dict(settings="4 seeds, typical_scale=1.3", accuracy=0.410, in_colour=0.313, gain=(0.148, 0.067, 0.218),
+         well_formed=0.258, tracks=0.712, malformed=0.292, constant=0.790),
 ]
 
 NUMINA_SETTINGS = dict(reference_step=12, block=3, mode="cross", added_boost=15.0, bias_modifiers=True)

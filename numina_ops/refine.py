@@ -60,6 +60,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 from scipy.signal import correlate2d
+from skimage.transform import resize
 
 from .capture import Progress
 from .records import FIRST_ADDED, REMOVED, Layout, NounLayout, Targets
@@ -109,6 +110,10 @@ TEMPLATE = "typical"
 # Which instance by area is "typical": its quantile among the noun's instances over the video (0.5:
 # the median, the lower middle).  A constant for experiments.
 TYPICAL_QUANTILE = 0.5
+# The typical instance grown to this many times its tokens (its shape kept) before it is copied, for
+# readout regions smaller than the objects the model draws.  A constant for experiments (1.0: as
+# read); 1.3 drew more misshapen objects on CountWorld's tuning prompts (countworld/settings.py).
+TYPICAL_SCALE = 1.0
 
 
 def median_live(labels: np.ndarray) -> int | None:
@@ -125,7 +130,27 @@ def typical_instance(frames: np.ndarray) -> np.ndarray | None:
     if not found:
         return None
     _, f, ident = found[int((len(found) - 1) * TYPICAL_QUANTILE)]
-    return crop(frames[f] == ident)
+    return grown(crop(frames[f] == ident), TYPICAL_SCALE)
+
+
+def grown(shape: np.ndarray, scale: float) -> np.ndarray:
+    """`shape` resized (nearest token) to a bounding box whose mask holds at least `scale` x its
+    tokens: of those up to twice its size, the one of least area x aspect-ratio change; `shape`
+    when scale <= 1."""
+    if scale <= 1.0:
+        return shape
+    h, w = shape.shape
+    want = scale * int(shape.sum())
+    best = None
+    for rows in range(h, 2 * h + 2):
+        for cols in range(w, 2 * w + 2):
+            mask = resize(shape, (rows, cols), order=0, anti_aliasing=False, preserve_range=True).astype(bool)
+            area = int(mask.sum())
+            if area >= want:
+                key = area * np.exp(abs(np.log(rows / cols) - np.log(h / w)))   # a box kept near its shape
+                if best is None or key < best[0]:
+                    best = (key, mask)
+    return crop(best[1]) if best is not None else shape
 
 
 def template_for(labels: np.ndarray) -> np.ndarray:

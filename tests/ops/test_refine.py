@@ -322,3 +322,20 @@ def test_other_nouns_space_is_used_only_when_nothing_else_fits():
     noun = refined.noun("apples")
     assert noun.counts == (2,)
     assert any("may overlap other nouns" in n for n in noun.notes)
+
+
+def test_the_typical_instance_may_be_grown_for_an_experiment(monkeypatch):
+    """TYPICAL_SCALE (an experiment's constant, 1.0 by default: the instance as read) grows the
+    typical instance to at least that many times its tokens, keeping its box's proportions."""
+    import numina_ops.refine as R
+    assert R.TYPICAL_SCALE == 1.0
+    square, wedge = np.ones((2, 2), dtype=bool), np.tri(4, dtype=bool)
+    assert R.grown(square, 1.0) is square
+    assert R.grown(square, 1.3).shape == (2, 3)                  # 6 >= 5.2 tokens, the nearest box
+    assert R.grown(np.ones((3, 3), dtype=bool), 1.5).shape == (4, 4)
+    bigger = R.grown(wedge, 1.3)
+    assert bigger.sum() >= 1.3 * wedge.sum() and bigger[-1].all() and not bigger[0, -1], "still a wedge"
+    frames = np.zeros((1, 12, 12), dtype=np.int32)
+    frames[0, 1:3, 1:3] = 1
+    monkeypatch.setattr(R, "TYPICAL_SCALE", 1.3)
+    assert int(R.typical_instance(frames).sum()) == 6
