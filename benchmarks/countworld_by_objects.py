@@ -31,6 +31,7 @@ BINS = ((1, 2), (3, 4), (5, 7), (8, None))
 
 
 def bin_of(objects: int) -> str:
+    """The BINS name ("1-2", ..., "8+") of a prompt asking for `objects` objects."""
     for low, high in BINS:
         if objects >= low and (high is None or objects <= high):
             return f"{low}+" if high is None else f"{low}-{high}"
@@ -38,8 +39,8 @@ def bin_of(objects: int) -> str:
 
 
 def by_objects(report: dict, method: str) -> dict[str, dict[str, float]]:
-    """{bin: {"videos", "count", "well_formed", "malformed"}} of one method's videos (means over
-    videos; "malformed": over videos with a counted instance)."""
+    """{bin: {"videos", "count", "well_formed", "malformed"}} of one method's videos: means over the
+    bin's videos of their published metric, well-formed-only score and malformed share."""
     rows: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
     for video, looks in zip(report["videos"][method], report["videos_quality"][method]):
         objects = sum(count for _, count in video["targets"])
@@ -50,7 +51,7 @@ def by_objects(report: dict, method: str) -> dict[str, dict[str, float]]:
         if name in rows:
             values = np.array(rows[name], dtype=float)
             out[name] = {"videos": len(values), "count": float(values[:, 0].mean()),
-                         "well_formed": float(values[:, 1].mean()), "malformed": float(np.nanmean(values[:, 2]))}
+                         "well_formed": float(values[:, 1].mean()), "malformed": float(values[:, 2].mean())}
     return out
 
 
