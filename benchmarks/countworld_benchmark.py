@@ -398,15 +398,12 @@ def bootstrap_gain(method: list[evaluate.VideoResult], baseline: list[evaluate.V
                    resamples: int = 2000, seed: int = 0) -> dict[str, float]:
     """Mean gain of `method` over `baseline` in the published metric (per prompt: mean over seeds),
     with a 95 % percentile interval from resampling prompts (the same videos paired)."""
-    by_prompt: dict[str, list[float]] = defaultdict(list)
     for a, b in zip(method, baseline):
         if (a.prompt, a.seed) != (b.prompt, b.seed):
             raise ValueError("bootstrap_gain needs the two methods' videos in the same order")
-        by_prompt[a.prompt].append(a.score - b.score)
-    gains = np.array([np.mean(v) for v in by_prompt.values()])
-    low, high = evaluate.bootstrap_interval(gains, resamples, seed)
-    return {"gain": round(float(gains.mean()), 4), "low": round(low, 4), "high": round(high, 4),
-            "prompts": int(len(gains))}
+    gain, low, high, prompts = evaluate.prompt_mean_interval(
+        ((a.prompt, a.score - b.score) for a, b in zip(method, baseline)), resamples, seed)
+    return {"gain": round(gain, 4), "low": round(low, 4), "high": round(high, 4), "prompts": prompts}
 
 
 def run_workers(args: argparse.Namespace, jobs: int) -> list[dict[str, Any]]:

@@ -58,13 +58,11 @@ def by_objects(report: dict, method: str) -> dict[str, dict[str, float]]:
 def well_formed_gain(report: dict, method: str, baseline: str = "plain") -> tuple[float, float, float]:
     """Mean over prompts of `method` - `baseline` in well-formed-only accuracy (per prompt: mean over
     seeds) and its 95 % bootstrap interval."""
-    by_prompt: dict[str, list[float]] = defaultdict(list)
-    for video, mine, theirs in zip(report["videos"][method], report["videos_quality"][method],
-                                   report["videos_quality"][baseline]):
-        by_prompt[video["prompt"]].append(mine["well_formed_score"] - theirs["well_formed_score"])
-    gains = np.array([np.mean(v) for v in by_prompt.values()])
-    low, high = evaluate.bootstrap_interval(gains)
-    return float(gains.mean()), low, high
+    gain, low, high, _ = evaluate.prompt_mean_interval(
+        (video["prompt"], mine["well_formed_score"] - theirs["well_formed_score"])
+        for video, mine, theirs in zip(report["videos"][method], report["videos_quality"][method],
+                                       report["videos_quality"][baseline]))
+    return gain, low, high
 
 
 def main() -> None:

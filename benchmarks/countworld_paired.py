@@ -17,9 +17,7 @@ import argparse
 import json
 import os
 import sys
-from collections import defaultdict
 
-import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -50,16 +48,8 @@ def paired(a: dict[tuple[str, int], dict[str, float]], b: dict[tuple[str, int], 
     are left out.  Returns (difference, low, high, prompts)."""
     if set(a) != set(b):
         raise SystemExit("the two reports hold different prompts or seeds: run both with the same --set and --seeds")
-    by_prompt: dict[str, list[float]] = defaultdict(list)
-    for key in sorted(a):
-        difference = b[key][measure] - a[key][measure]
-        if not np.isnan(difference):
-            by_prompt[key[0]].append(difference)
-    values = np.array([np.mean(v) for v in by_prompt.values()])
-    if not len(values):
-        return float("nan"), float("nan"), float("nan"), 0
-    low, high = evaluate.bootstrap_interval(values, resamples, seed)
-    return float(values.mean()), low, high, len(values)
+    return evaluate.prompt_mean_interval(((key[0], b[key][measure] - a[key][measure]) for key in sorted(a)),
+                                         resamples, seed)
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ import os
 import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -137,6 +137,22 @@ def bootstrap_interval(per_prompt: np.ndarray, resamples: int = 2000, seed: int 
     rng = np.random.default_rng(seed)
     means = per_prompt[rng.integers(0, len(per_prompt), size=(resamples, len(per_prompt)))].mean(axis=1)
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def prompt_mean_interval(differences: Iterable[tuple[str, float]], resamples: int = 2000,
+                         seed: int = 0) -> tuple[float, float, float, int]:
+    """(prompt, difference) per video -> the mean over prompts of their mean difference, its 95 %
+    bootstrap interval (`bootstrap_interval`) and the number of prompts; NaN differences are left
+    out, and (nan, nan, nan, 0) when none is left."""
+    by_prompt: dict[str, list[float]] = defaultdict(list)
+    for prompt, difference in differences:
+        if not np.isnan(difference):
+            by_prompt[prompt].append(difference)
+    values = np.array([np.mean(v) for v in by_prompt.values()])
+    if not len(values):
+        return float("nan"), float("nan"), float("nan"), 0
+    low, high = bootstrap_interval(values, resamples, seed)
+    return float(values.mean()), low, high, len(values)
 
 
 def summarise(results: Sequence[VideoResult]) -> dict[str, Any]:
